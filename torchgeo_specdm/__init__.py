@@ -1,0 +1,3 @@
+"""torchgeo-specdm: labelled multispectral and hyperspectral dataset synthesis for TorchGeo."""
+
+__version__ = '0.1.0'
