@@ -1,0 +1,109 @@
+"""The ``specdm`` command: LightningCLI subcommands plus SpecDM's own."""
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from lightning.pytorch.cli import LightningCLI
+from torchgeo.datamodules import BaseDataModule
+from torchgeo.tasks import BaseTask
+
+import torchgeo_specdm
+
+LIGHTNING_COMMANDS = ('fit', 'validate', 'test', 'predict')
+
+USAGE = f"""usage: specdm <command> [options]
+
+SpecDM {torchgeo_specdm.__version__}: synthesise labelled multispectral and
+hyperspectral training data with a two-stream VAE and latent diffusion.
+
+Lightning commands (TorchGeo's CLI, with torchgeo_specdm tasks and datamodules
+registered, so short class names work in configs):
+  fit        train a task:  specdm fit --config TASK.yaml --config DATA.yaml
+  validate   run one validation epoch
+  test       run one test epoch
+  predict    run prediction
+
+SpecDM commands:
+  demo       run the workflow on the embedded scene simulator and write PNGs
+
+Run 'specdm <command> --help' for the options of one command.
+"""
+
+
+def lightning_main(args: Sequence[str]) -> None:
+    """Run TorchGeo's LightningCLI with this package's classes registered.
+
+    Args:
+        args: command-line arguments, starting with the subcommand.
+    """
+    import torchgeo.datamodules  # noqa: F401
+    import torchgeo.tasks  # noqa: F401
+
+    import torchgeo_specdm.datamodules  # noqa: F401
+
+    LightningCLI(
+        model_class=BaseTask,
+        datamodule_class=BaseDataModule,
+        seed_everything_default=0,
+        parser_kwargs={'version': torchgeo_specdm.__version__},
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={'overwrite': True},
+        args=list(args),
+    )
+
+
+def demo_main(args: Sequence[str]) -> None:
+    """Run ``specdm demo``.
+
+    Args:
+        args: command-line arguments after ``demo``.
+    """
+    from .demo import run_demo
+
+    parser = argparse.ArgumentParser(
+        prog='specdm demo',
+        description='Build a simulated dataset and write plots of its samples.',
+    )
+    parser.add_argument('--out', default='demo_output', help='output folder')
+    parser.add_argument(
+        '--num-samples', type=int, default=8, help='samples to draw per family'
+    )
+    parser.add_argument('--size', type=int, default=128, help='scene side in pixels')
+    parser.add_argument('--seed', type=int, default=0, help='simulator seed')
+    options = parser.parse_args(args)
+    if options.num_samples < 1:
+        parser.error(f'--num-samples must be at least 1, got {options.num_samples}')
+    if options.size < 8:
+        parser.error(f'--size must be at least 8 pixels, got {options.size}')
+    run_demo(options.out, options.num_samples, options.size, options.seed)
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {'demo': demo_main}
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of the ``specdm`` command.
+
+    Args:
+        args: command-line arguments (default: ``sys.argv[1:]``).
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ('-h', '--help'):
+        print(USAGE)
+        return
+    if argv[0] in ('-V', '--version'):
+        print(torchgeo_specdm.__version__)
+        return
+    command, rest = argv[0], argv[1:]
+    if command in COMMANDS:
+        COMMANDS[command](rest)
+    elif command in LIGHTNING_COMMANDS:
+        os.environ.setdefault('GDAL_DISABLE_READDIR_ON_OPEN', 'EMPTY_DIR')
+        lightning_main(argv)
+    else:
+        print(USAGE, file=sys.stderr)
+        print(f'specdm: error: unknown command {command!r}', file=sys.stderr)
+        raise SystemExit(2)

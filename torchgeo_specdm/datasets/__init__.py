@@ -1,0 +1,7 @@
+"""Datasets of torchgeo-specdm: real loaders, the scene simulator and generated data."""
+
+from .segmunich import SegMunich
+from .simulated import SimulatedChange, SimulatedSegmentation
+from .validation import InvalidInputError
+
+__all__ = ('InvalidInputError', 'SegMunich', 'SimulatedChange', 'SimulatedSegmentation')

@@ -1,0 +1,149 @@
+"""Input validation: the one place that turns bad files and arrays into clear errors."""
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tifffile
+import torch
+from torch import Tensor
+
+from ..types import Path
+
+
+class InvalidInputError(ValueError):
+    """A file or argument holds data that cannot be used.
+
+    The message always names the offending file or argument and says how to fix it.
+
+    .. versionadded:: 0.1
+    """
+
+
+def read_tiff(path: Path) -> np.ndarray:
+    """Read a TIFF file with tifffile, turning read failures into clear errors.
+
+    tifffile (not GDAL) reads SegMunich's multi-page "shaped" float32 TIFFs correctly.
+
+    Args:
+        path: file to read.
+
+    Returns:
+        the array stored in the file.
+
+    Raises:
+        InvalidInputError: if the file is missing, truncated or not a TIFF.
+    """
+    if not os.path.isfile(path):
+        raise InvalidInputError(
+            f'{path}: file not found. Check that the dataset root and split lists '
+            'match the files on disk.'
+        )
+    try:
+        array: np.ndarray = tifffile.imread(path)
+    except Exception as error:
+        raise InvalidInputError(
+            f'{path}: cannot read this TIFF ({type(error).__name__}: {error}). '
+            'The file is truncated or corrupted: re-download or re-export it.'
+        ) from None
+    return array
+
+
+def check_bands(image: Tensor, expected: int, source: Path, axis: int = 0) -> None:
+    """Check the band count of an image.
+
+    Args:
+        image: image tensor.
+        expected: number of bands the dataset was configured with.
+        source: file (or argument) the image came from, for the message.
+        axis: band axis of ``image``.
+
+    Raises:
+        InvalidInputError: if the band count differs.
+    """
+    found = image.shape[axis]
+    if found != expected:
+        raise InvalidInputError(
+            f'{source}: image has {found} bands, expected {expected}. Pass the file '
+            'with the right bands, or set `bands=` to the bands the file holds.'
+        )
+
+
+def check_finite(image: Tensor, source: Path) -> None:
+    """Check that an image holds no NaN or infinite values.
+
+    Args:
+        image: image tensor.
+        source: file (or argument) the image came from, for the message.
+
+    Raises:
+        InvalidInputError: if any value is NaN or infinite.
+    """
+    finite = torch.isfinite(image)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise InvalidInputError(
+            f'{source}: image holds {bad} NaN or infinite values. Fill or mask them '
+            '(e.g. with the band median) before training, or drop the file.'
+        )
+
+
+def check_labels(mask: Tensor, num_classes: int, source: Path) -> None:
+    """Check that every label lies in [0, num_classes).
+
+    Args:
+        mask: integer label tensor.
+        num_classes: number of classes.
+        source: file (or argument) the mask came from, for the message.
+
+    Raises:
+        InvalidInputError: if a label lies outside the classes.
+    """
+    if mask.numel() == 0:
+        return
+    low, high = int(mask.min()), int(mask.max())
+    if low < 0 or high >= num_classes:
+        raise InvalidInputError(
+            f'{source}: label values span [{low}, {high}], outside the {num_classes} '
+            f'classes [0, {num_classes - 1}]. Check the label encoding (raw codes '
+            'must be remapped) or the `num_classes` setting.'
+        )
+
+
+def check_same_size(
+    image: Tensor, mask: Tensor, image_source: Path, mask_source: Path
+) -> None:
+    """Check that an image and its mask cover the same pixels.
+
+    Args:
+        image: image tensor, spatial size in its last two dimensions.
+        mask: mask tensor, spatial size in its last two dimensions.
+        image_source: file the image came from, for the message.
+        mask_source: file the mask came from, for the message.
+
+    Raises:
+        InvalidInputError: if the spatial sizes differ.
+    """
+    if image.shape[-2:] != mask.shape[-2:]:
+        raise InvalidInputError(
+            f'{image_source} is {tuple(image.shape[-2:])} pixels but its mask '
+            f'{mask_source} is {tuple(mask.shape[-2:])}. Image and mask must cover '
+            'the same grid: re-export one of them.'
+        )
+
+
+def check_split_list(names: Sequence[str], source: Path) -> None:
+    """Check that a split file lists at least one sample.
+
+    Args:
+        names: sample names read from the file.
+        source: the split file, for the message.
+
+    Raises:
+        InvalidInputError: if the list is empty.
+    """
+    if not names:
+        raise InvalidInputError(
+            f'{source}: the split file lists no samples. Write one sample name per '
+            'line, or delete the file to fall back to the default split.'
+        )
