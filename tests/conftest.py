@@ -22,3 +22,26 @@ def shared_data() -> Path:
 @pytest.fixture(scope='session')
 def oscd_root(shared_data: Path) -> Path:
     return shared_data / 'oscd'
+
+
+def _train_tiny_vae(directory: Path, data: str) -> Path:
+    from torchgeo_specdm.cli import main
+
+    args = ['fit', '--config', str(ROOT / 'benchmarks' / 'configs' / 'vae.yaml')]
+    args += ['--config', str(ROOT / 'datamodules' / f'{data}.yaml')]
+    args += ['--model.init_args.base_channels=8', '--model.init_args.mask_base_channels=8']
+    args += ['--data.init_args.num_train=8', '--data.init_args.num_val=4']
+    args += ['--data.init_args.size=32', '--data.init_args.batch_size=4']
+    args += ['--trainer.max_epochs=1', '--trainer.limit_val_batches=1', '--trainer.logger=false']
+    args += [f'--trainer.default_root_dir={directory}', '--trainer.enable_progress_bar=false']
+    main(args)
+    return next(directory.rglob('last.ckpt'))
+
+
+@pytest.fixture(scope='session')
+def tiny_vae(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny VAEs trained for one epoch on the segmentation and change simulators."""
+    return {
+        data: _train_tiny_vae(tmp_path_factory.mktemp(data), data)
+        for data in ('simulated_segmentation', 'simulated_change')
+    }

@@ -11,6 +11,8 @@ from torchgeo.tasks import BaseTask
 
 import torchgeo_specdm
 
+from .datasets.validation import InvalidInputError
+
 LIGHTNING_COMMANDS = ('fit', 'validate', 'test', 'predict')
 
 USAGE = f"""usage: specdm <command> [options]
@@ -26,6 +28,7 @@ registered, so short class names work in configs):
   predict    run prediction
 
 SpecDM commands:
+  sample     generate an image-mask dataset folder from a diffusion checkpoint
   demo       run the workflow on the embedded scene simulator and write PNGs
 
 Run 'specdm <command> --help' for the options of one command.
@@ -42,6 +45,7 @@ def lightning_main(args: Sequence[str]) -> None:
     import torchgeo.tasks  # noqa: F401
 
     import torchgeo_specdm.datamodules  # noqa: F401
+    import torchgeo_specdm.tasks  # noqa: F401
 
     LightningCLI(
         model_class=BaseTask,
@@ -81,7 +85,47 @@ def demo_main(args: Sequence[str]) -> None:
     run_demo(options.out, options.num_samples, options.size, options.seed)
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {'demo': demo_main}
+def sample_main(args: Sequence[str]) -> None:
+    """Run ``specdm sample``.
+
+    Args:
+        args: command-line arguments after ``sample``.
+    """
+    from .pipeline import SAMPLERS
+
+    parser = argparse.ArgumentParser(
+        prog='specdm sample',
+        description='Sample image-mask pairs from a trained LatentDiffusion checkpoint '
+        'and write them as a generated-dataset folder (GeoTIFFs + manifest.json). '
+        'Rerunning with the same arguments resumes and skips finished samples.',
+    )
+    parser.add_argument('--checkpoint', required=True, help='LatentDiffusion .ckpt')
+    parser.add_argument('--num-samples', type=int, required=True, help='pairs to write')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--sampler', default='dpmpp', help=f'one of {", ".join(SAMPLERS)}')
+    parser.add_argument('--steps', type=int, default=25, help='denoising steps')
+    parser.add_argument('--batch-size', type=int, default=16, help='pairs per batch')
+    parser.add_argument('--seed', type=int, default=0, help='sample i depends on (seed, i)')
+    options = parser.parse_args(args)
+    from .sample import generate
+
+    manifest = generate(
+        options.checkpoint,
+        options.out,
+        options.num_samples,
+        sampler=options.sampler,
+        steps=options.steps,
+        batch_size=options.batch_size,
+        seed=options.seed,
+    )
+    assert manifest is not None
+    print(f'Wrote {len(manifest["samples"])} pairs to {os.path.abspath(options.out)}')
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {
+    'sample': sample_main,
+    'demo': demo_main,
+}
 
 
 def main(args: Sequence[str] | None = None) -> None:
@@ -99,7 +143,11 @@ def main(args: Sequence[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command in COMMANDS:
-        COMMANDS[command](rest)
+        try:
+            COMMANDS[command](rest)
+        except InvalidInputError as error:
+            print(f'specdm {command}: error: {error}', file=sys.stderr)
+            raise SystemExit(2) from None
     elif command in LIGHTNING_COMMANDS:
         os.environ.setdefault('GDAL_DISABLE_READDIR_ON_OPEN', 'EMPTY_DIR')
         lightning_main(argv)

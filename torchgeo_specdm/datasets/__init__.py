@@ -2,6 +2,13 @@
 
 from .segmunich import SegMunich
 from .simulated import SimulatedChange, SimulatedSegmentation
+from .synthetic import SyntheticDataset
 from .validation import InvalidInputError
 
-__all__ = ('InvalidInputError', 'SegMunich', 'SimulatedChange', 'SimulatedSegmentation')
+__all__ = (
+    'InvalidInputError',
+    'SegMunich',
+    'SimulatedChange',
+    'SimulatedSegmentation',
+    'SyntheticDataset',
+)

@@ -55,7 +55,7 @@ class SegMunich(NonGeoDataset):
     .. versionadded:: 0.1
     """
 
-    all_bands: ClassVar[tuple[str, ...]] = (
+    all_bands: tuple[str, ...] = (
         'B02',
         'B03',
         'B04',
@@ -67,7 +67,7 @@ class SegMunich(NonGeoDataset):
         'B11',
         'B12',
     )
-    rgb_bands: ClassVar[tuple[str, ...]] = ('B04', 'B03', 'B02')
+    rgb_bands: tuple[str, ...] = ('B04', 'B03', 'B02')
     classes: ClassVar[tuple[str, ...]] = (
         'Background',
         'Arable land',
@@ -215,7 +215,9 @@ class SegMunich(NonGeoDataset):
         """
         has_val = os.path.isfile(os.path.join(self.root, 'dataset', 'val.txt'))
         if self.split == 'test' or has_val:
-            if not os.path.isfile(os.path.join(self.root, 'dataset', f'{self.split}.txt')):
+            if not os.path.isfile(
+                os.path.join(self.root, 'dataset', f'{self.split}.txt')
+            ):
                 raise DatasetNotFoundError(self)
             return self.split, self._read_list(self.split)
         # No val.txt: hold out a seeded share of train.

@@ -1,0 +1,102 @@
+"""Train the two-stream VAE briefly on CPU and record its reconstruction quality.
+
+Example:
+    python benchmarks/vae_reconstruction.py --dataset oscd --root ../shared/data/oscd --minutes 12
+    python benchmarks/vae_reconstruction.py --dataset simulated-segmentation --minutes 12
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from torchgeo.datamodules import OSCDDataModule
+
+from torchgeo_specdm.datamodules import (
+    SimulatedChangeDataModule,
+    SimulatedSegmentationDataModule,
+)
+from torchgeo_specdm.tasks import TwoStreamVAE
+
+RESULTS = Path(__file__).parent / 'results'
+
+
+def build_datamodule(name: str, root: str | None, batch_size: int) -> Any:
+    if name == 'oscd':
+        if root is None:
+            raise SystemExit('--root is required for --dataset oscd')
+        # 8 training cities and drop_last: a batch larger than 8 would give no batches.
+        return OSCDDataModule(root=root, batch_size=min(batch_size, 8), patch_size=64)
+    if name == 'simulated-segmentation':
+        return SimulatedSegmentationDataModule(num_train=512, num_val=64, batch_size=batch_size)
+    return SimulatedChangeDataModule(num_train=512, num_val=64, batch_size=batch_size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--dataset', choices=['oscd', 'simulated-segmentation', 'simulated-change'], required=True)
+    parser.add_argument('--root', help='dataset root (OSCD)')
+    parser.add_argument('--minutes', type=float, default=12.0, help='training budget')
+    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--architecture', choices=['two_stream', 'single_stream'], default='two_stream')
+    parser.add_argument('--out', default=str(RESULTS), help='folder for the JSON and Markdown')
+    parser.add_argument('--work-dir', default='outputs/vae_reconstruction')
+    parser.add_argument('--seed', type=int, default=0)
+    options = parser.parse_args()
+
+    seed_everything(options.seed)
+    datamodule = build_datamodule(options.dataset, options.root, options.batch_size)
+    task = TwoStreamVAE(architecture=options.architecture, lr=2e-3, patience=1000, num_plots=1)
+    oscd = options.dataset == 'oscd'
+    work = Path(options.work_dir) / f'{options.dataset}-{options.architecture}'
+    trainer = Trainer(
+        max_time={'minutes': options.minutes},
+        max_epochs=-1,
+        check_val_every_n_epoch=100 if oscd else 5,
+        num_sanity_val_steps=0,
+        default_root_dir=work,
+        log_every_n_steps=10,
+        enable_progress_bar=True,
+    )
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=datamodule)
+    train_seconds = time.perf_counter() - start
+    if trainer.global_step == 0:
+        raise SystemExit('training ran no step: check the batch size against the dataset size')
+    checkpoint = work / 'vae.ckpt'
+    trainer.save_checkpoint(checkpoint)
+    # OSCD validation crops are random: average several passes over the held-out cities.
+    runs = [trainer.validate(task, datamodule=datamodule, verbose=False)[0] for _ in range(5 if oscd else 1)]
+    metrics = {key: sum(run[key] for run in runs) / len(runs) for key in runs[0]}
+    result = {
+        'dataset': options.dataset,
+        'architecture': options.architecture,
+        'root': options.root,
+        'train_minutes': round(train_seconds / 60, 2),
+        'steps': trainer.global_step,
+        'epochs': trainer.current_epoch,
+        'batch_size': options.batch_size,
+        'val_sam_degrees': metrics['val_sam'],
+        'val_psnr': metrics['val_psnr'],
+        'val_mask_miou': metrics['val_mask_miou'],
+        'val_mask_pixel_accuracy': metrics['val_mask_pixel_accuracy'],
+        'val_rmse': {k.split('/', 1)[1]: v for k, v in metrics.items() if k.startswith('val_rmse/')},
+        'scale_factors': task.autoencoder.get_scale_factors(),
+        'thresholds_met': metrics['val_sam'] < 5 and metrics['val_mask_miou'] > 0.9,
+        'machine': f'{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads',
+        'checkpoint': str(checkpoint),
+    }
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f'vae_{options.dataset}_{options.architecture}'
+    (out / f'{name}.json').write_text(json.dumps(result, indent=2) + '\n')
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,204 @@
+"""SpecDMPipeline: sample joint latents and decode them into image-mask pairs."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+)
+from diffusers.models.unets.unet_2d import UNet2DModel
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from torch import Tensor
+
+from .datasets.validation import InvalidInputError
+
+Sampler = Literal['ddpm', 'ddim', 'dpmpp']
+SAMPLERS: tuple[str, ...] = ('ddpm', 'ddim', 'dpmpp')
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The noise seed of sample ``index``: it depends on (seed, index) only.
+
+    Args:
+        seed: the run's seed.
+        index: the sample's index.
+
+    Returns:
+        a 63-bit seed for a :class:`torch.Generator`.
+    """
+    state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def make_scheduler(sampler: str, config: dict[str, Any]) -> Any:
+    """A diffusers scheduler for a sampler name, from the training scheduler's config.
+
+    Args:
+        sampler: 'ddpm' (ancestral), 'ddim' or 'dpmpp' (DPM-Solver++, 2nd order).
+        config: the training scheduler's config.
+
+    Returns:
+        the scheduler.
+
+    Raises:
+        InvalidInputError: for an unknown sampler name.
+    """
+    if sampler == 'ddpm':
+        return DDPMScheduler.from_config(config)
+    if sampler == 'ddim':
+        return DDIMScheduler.from_config(config)
+    if sampler == 'dpmpp':
+        return DPMSolverMultistepScheduler.from_config(
+            config, algorithm_type='dpmsolver++', solver_order=2
+        )
+    raise InvalidInputError(
+        f'sampler={sampler!r} is unknown: choose one of {", ".join(SAMPLERS)}.'
+    )
+
+
+@dataclass
+class SpecDMPipelineOutput(BaseOutput):
+    """Output of :class:`SpecDMPipeline`.
+
+    Attributes:
+        image: images in the dataset's native units, [N, C, H, W] or [N, 2, C, H, W].
+        mask: labels, [N, H, W] (segmentation) or [N, 1, H, W] (change, 0/1).
+        latents: the sampled scaled joint latents, [N, Cz, h, w].
+
+    .. versionadded:: 0.1
+    """
+
+    image: Tensor
+    mask: Tensor
+    latents: Tensor
+
+
+class SpecDMPipeline(DiffusionPipeline):
+    """Generate image-mask pairs with a SpecDM VAE, U-Net and any diffusers scheduler.
+
+    The loop is diffusers' own: ``set_timesteps``, then for each ``t`` the U-Net
+    predicts and ``scheduler.step`` moves the latent. Each sample has its own
+    generator seeded from (seed, index), so sample i is the same whatever the
+    batch size or the number of processes.
+
+    .. versionadded:: 0.1
+    """
+
+    vae: Any
+    unet: UNet2DModel
+    scheduler: Any
+
+    def __init__(self, vae: Any, unet: UNet2DModel, scheduler: Any) -> None:
+        """Initialize a new SpecDMPipeline instance.
+
+        Args:
+            vae: a trained :class:`~torchgeo_specdm.tasks.TwoStreamVAE`.
+            unet: the denoising U-Net over the joint latent.
+            scheduler: any diffusers scheduler.
+        """
+        super().__init__()
+        self.register_modules(vae=vae, unet=unet, scheduler=scheduler)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """Shape of one joint latent, (channels, height, width)."""
+        size = self.unet.config['sample_size']
+        height, width = (size, size) if isinstance(size, int) else size
+        return int(self.unet.config['in_channels']), int(height), int(width)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        num_samples: int = 1,
+        batch_size: int = 16,
+        seed: int = 0,
+        indices: Sequence[int] | None = None,
+        num_inference_steps: int = 25,
+        output_type: Literal['pt', 'latent'] = 'pt',
+        return_dict: bool = True,
+    ) -> SpecDMPipelineOutput | tuple[Tensor, Tensor, Tensor]:
+        """Sample image-mask pairs.
+
+        Args:
+            num_samples: number of pairs, indices 0 .. num_samples - 1.
+            batch_size: pairs denoised at once.
+            seed: run seed; sample i uses the seed derived from (seed, i).
+            indices: explicit sample indices (overrides ``num_samples``).
+            num_inference_steps: denoising steps.
+            output_type: 'pt' decodes images and masks; 'latent' skips decoding.
+            return_dict: return a :class:`SpecDMPipelineOutput` rather than a tuple.
+
+        Returns:
+            the images, masks and latents.
+
+        Raises:
+            InvalidInputError: for a non-positive sample count, batch size or step
+                count, or more steps than the scheduler was trained with.
+        """
+        chosen = list(range(num_samples)) if indices is None else list(indices)
+        if not chosen:
+            raise InvalidInputError(
+                f'num_samples={num_samples}: ask for at least one sample.'
+            )
+        if batch_size < 1:
+            raise InvalidInputError(f'batch_size={batch_size} must be at least 1.')
+        trained = int(self.scheduler.config['num_train_timesteps'])
+        if not 1 <= num_inference_steps <= trained:
+            raise InvalidInputError(
+                f'steps={num_inference_steps}: must lie in [1, {trained}], the '
+                'number of diffusion steps the model was trained with.'
+            )
+        images, masks, latents = [], [], []
+        for start in self.progress_bar(range(0, len(chosen), batch_size)):
+            batch = chosen[start : start + batch_size]
+            latent = self._denoise(batch, seed, num_inference_steps)
+            latents.append(latent.cpu())
+            if output_type == 'pt':
+                image, mask = self.decode(latent)
+                images.append(image.cpu())
+                masks.append(mask.cpu())
+        latent_out = torch.cat(latents)
+        image_out = torch.cat(images) if images else torch.empty(0)
+        mask_out = torch.cat(masks) if masks else torch.empty(0, dtype=torch.long)
+        if not return_dict:
+            return image_out, mask_out, latent_out
+        return SpecDMPipelineOutput(image=image_out, mask=mask_out, latents=latent_out)
+
+    def _denoise(self, batch: Sequence[int], seed: int, steps: int) -> Tensor:
+        generators = [
+            torch.Generator(device='cpu').manual_seed(sample_seed(seed, index))
+            for index in batch
+        ]
+        shape = (len(batch), *self.latent_shape)
+        device = self.unet.device
+        latent = randn_tensor(shape, generator=generators, device=device, dtype=self.unet.dtype)
+        latent = latent * self.scheduler.init_noise_sigma
+        self.scheduler.set_timesteps(steps, device=device)
+        for t in self.scheduler.timesteps:
+            model_input = self.scheduler.scale_model_input(latent, t)
+            model_output = self.unet(model_input, t).sample
+            latent = self.scheduler.step(
+                model_output, t, latent, generator=generators
+            ).prev_sample
+        return latent
+
+    def decode(self, latent: Tensor) -> tuple[Tensor, Tensor]:
+        """Decode scaled joint latents into images (native units) and labels.
+
+        Args:
+            latent: scaled joint latents.
+
+        Returns:
+            images and masks in the dataset's sample layout.
+        """
+        image, labels = self.vae.decode(latent.to(self.vae.dtype))
+        if image.ndim == 5:
+            labels = labels.unsqueeze(1)
+        return image.float(), labels

@@ -1,0 +1,412 @@
+"""Latent diffusion task: stage 2 of SpecDM."""
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from diffusers.models.unets.unet_2d import UNet2DModel
+from diffusers.training_utils import EMAModel, compute_snr
+from torch import Tensor
+from torch.optim import AdamW
+from torchgeo.tasks import BaseTask
+
+from ..datasets.validation import InvalidInputError
+from ..pipeline import Sampler, SpecDMPipeline, make_scheduler
+from ..types import Path, Sample
+from .checkpoints import own_hyperparameters, read_checkpoint
+from .latent_cache import LatentCache
+from .utils import check_data_spec, infer_data_spec, log_figure
+from .vae import TwoStreamVAE
+
+
+class LatentDiffusion(BaseTask):
+    """Latent diffusion over the joint latent of a frozen, trained SpecDM VAE.
+
+    Each batch is encoded by the VAE into the scaled joint latent ``[z_x, z_y]``
+    (``[z_x1, z_x2, z_y]`` for change pairs) and a diffusers ``UNet2DModel`` learns
+    to denoise it. With ``cache_latents`` the training set is encoded once and the
+    U-Net trains on the cached posteriors (one posterior sample and one random
+    flip/rotation per step), so the encoder does not run every epoch. An EMA copy of
+    the U-Net is kept and used for validation sampling and export. The same task
+    trains on the single-stream baseline VAE.
+
+    .. versionadded:: 0.1
+    """
+
+    monitor = 'val_loss'
+    mode = 'min'
+    ignore = ('vae',)
+
+    def __init__(
+        self,
+        vae_checkpoint: str | None = None,
+        block_out_channels: Sequence[int] = (64, 128, 128),
+        layers_per_block: int = 1,
+        attention: bool = True,
+        prediction_type: Literal['epsilon', 'v_prediction'] = 'epsilon',
+        beta_schedule: Literal['linear', 'scaled_linear', 'squaredcos_cap_v2'] = 'squaredcos_cap_v2',
+        num_train_timesteps: int = 1000,
+        snr_gamma: float | None = 5.0,
+        ema_decay: float | None = 0.999,
+        cache_latents: bool = True,
+        cache_passes: int = 1,
+        latent_size: Sequence[int] | None = None,
+        lr: float = 2e-4,
+        patience: int = 10,
+        sample_every_n_epochs: int = 5,
+        num_val_samples: int = 8,
+        val_sampler: Sampler = 'dpmpp',
+        val_steps: int = 25,
+        vae: TwoStreamVAE | None = None,
+    ) -> None:
+        """Initialize a new LatentDiffusion instance.
+
+        Args:
+            vae_checkpoint: checkpoint of a trained
+                :class:`~torchgeo_specdm.tasks.TwoStreamVAE`.
+            block_out_channels: widths of the U-Net levels.
+            layers_per_block: ResNet layers per U-Net block.
+            attention: use self-attention in the U-Net's lower levels.
+            prediction_type: 'epsilon' or 'v_prediction'.
+            beta_schedule: 'linear', 'scaled_linear' or 'squaredcos_cap_v2' (cosine).
+            num_train_timesteps: diffusion steps of the training schedule.
+            snr_gamma: min-SNR loss weighting gamma; ``None`` for plain MSE.
+            ema_decay: decay of the U-Net's EMA (with warm-up); ``None`` for no EMA.
+            cache_latents: encode the training set once and train on the cache.
+            cache_passes: passes over the training set when caching (use more
+                when the dataset crops at random, e.g. OSCD).
+            latent_size: (h, w) of the joint latent; read from the data when
+                training starts, then stored in the checkpoint.
+            lr: learning rate of the AdamW optimizer.
+            patience: patience of the learning-rate plateau scheduler.
+            sample_every_n_epochs: sample, plot and score every N validation epochs.
+            num_val_samples: pairs to sample at those validations.
+            val_sampler: sampler for those validations: 'ddpm', 'ddim' or 'dpmpp'.
+            val_steps: denoising steps of those validations.
+            vae: an already loaded VAE (used instead of ``vae_checkpoint``).
+        """
+        # Not an nn.Module attribute yet: Module.__init__ has not run.
+        object.__setattr__(self, '_given_vae', vae)
+        super().__init__()
+
+    # Models
+
+    def configure_models(self) -> None:
+        """Load the frozen VAE and build the U-Net and noise scheduler."""
+        vae = self.__dict__.pop('_given_vae', None)
+        if vae is None:
+            path = self.hparams['vae_checkpoint']
+            if path is None:
+                raise InvalidInputError(
+                    'LatentDiffusion needs a trained VAE: set '
+                    '--model.init_args.vae_checkpoint to a TwoStreamVAE checkpoint.'
+                )
+            vae = TwoStreamVAE.from_checkpoint(path)
+        self.vae = vae.eval().requires_grad_(False)
+        self.vae_hparams = dict(vae.hparams)
+        self.unet = self._build_unet()
+        self.noise_scheduler = DDPMScheduler(
+            num_train_timesteps=self.hparams['num_train_timesteps'],
+            beta_schedule=self.hparams['beta_schedule'],
+            prediction_type=self.hparams['prediction_type'],
+            clip_sample=False,
+        )
+        decay = self.hparams['ema_decay']
+        self.ema = (
+            None
+            if decay is None
+            else EMAModel(self.unet.parameters(), decay=decay, use_ema_warmup=True, power=3 / 4)
+        )
+        self.latent_cache: LatentCache | None = None
+
+    def _build_unet(self) -> UNet2DModel:
+        channels = self.vae.autoencoder.latent_channels
+        widths = tuple(self.hparams['block_out_channels'])
+        levels = len(widths)
+        attention = self.hparams['attention']
+        down = ['DownBlock2D'] + ['AttnDownBlock2D' if attention else 'DownBlock2D'] * (levels - 1)
+        up = ['AttnUpBlock2D' if attention else 'UpBlock2D'] * (levels - 1) + ['UpBlock2D']
+        groups = min(32, min(widths))
+        return UNet2DModel(
+            sample_size=None,
+            in_channels=channels,
+            out_channels=channels,
+            block_out_channels=widths,
+            layers_per_block=self.hparams['layers_per_block'],
+            down_block_types=tuple(down),
+            up_block_types=tuple(up),
+            norm_num_groups=groups,
+            attention_head_dim=min(64, widths[-1]),
+        )
+
+    def configure_optimizers(self) -> Any:
+        """Optimise the U-Net only; the VAE stays frozen.
+
+        Returns:
+            Optimizer and learning rate scheduler.
+        """
+        optimizer = AdamW(self.unet.parameters(), lr=self.hparams['lr'])
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, patience=self.hparams['patience']
+        )
+        return {
+            'optimizer': optimizer,
+            'lr_scheduler': {'scheduler': scheduler, 'monitor': self.monitor},
+        }
+
+    def setup(self, stage: str) -> None:
+        """Check the data against the VAE, fix the latent size and cache latents.
+
+        Args:
+            stage: Either 'fit', 'validate', 'test', or 'predict'.
+        """
+        datamodule = getattr(self.trainer, 'datamodule', None)
+        if datamodule is None:
+            return
+        spec = infer_data_spec(datamodule)
+        check_data_spec(spec, self.vae.hparams)
+        factor = self.vae.autoencoder.downsampling_factor
+        height, width = spec['size']
+        size = [height // factor, width // factor]
+        if self.hparams['latent_size'] is None:
+            self.hparams['latent_size'] = size
+        elif list(self.hparams['latent_size']) != size:
+            raise InvalidInputError(
+                f'the model was trained on {list(self.hparams["latent_size"])} latents '
+                f'but the datamodule gives {height} x {width} px images ({size} '
+                'latents). Crop the data to the training size.'
+            )
+        if stage == 'fit' and self.hparams['cache_latents']:
+            self.vae.to(self.device)
+            self.latent_cache = LatentCache.build(
+                self.vae, datamodule, passes=self.hparams['cache_passes']
+            )
+            self.latent_cache.install(datamodule)
+
+    # Training
+
+    def _latents(self, batch: Sample) -> Tensor:
+        if 'latent_mean' in batch:
+            return LatentCache.sample(batch)
+        image = batch['image'].to(self.vae.dtype)
+        return self.vae.autoencoder.encode_joint(image, batch['mask'], sample=True)
+
+    def _loss(self, latent: Tensor) -> Tensor:
+        noise = torch.randn_like(latent)
+        steps = self.noise_scheduler.config['num_train_timesteps']
+        timesteps = torch.randint(0, steps, (latent.shape[0],), device=latent.device)
+        noisy = self.noise_scheduler.add_noise(latent, noise, timesteps)
+        prediction = self.unet(noisy, timesteps).sample
+        if self.hparams['prediction_type'] == 'epsilon':
+            target = noise
+        else:
+            target = self.noise_scheduler.get_velocity(latent, noise, timesteps)
+        gamma = self.hparams['snr_gamma']
+        if gamma is None:
+            return F.mse_loss(prediction.float(), target.float())
+        snr = compute_snr(self.noise_scheduler, timesteps)
+        weights = torch.minimum(snr, torch.full_like(snr, gamma))
+        weights = weights / (snr + 1 if self.hparams['prediction_type'] == 'v_prediction' else snr)
+        loss = F.mse_loss(prediction.float(), target.float(), reduction='none')
+        return (loss.mean(dim=(1, 2, 3)) * weights).mean()
+
+    def training_step(self, batch: Sample, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Compute the denoising loss.
+
+        Args:
+            batch: The output of your DataLoader.
+            batch_idx: Integer displaying index of this batch.
+            dataloader_idx: Index of the current dataloader.
+
+        Returns:
+            The loss tensor.
+        """
+        latent = self._latents(batch)
+        loss = self._loss(latent)
+        self.log('train_loss', loss, batch_size=latent.shape[0], prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Update the EMA of the U-Net weights.
+
+        Args:
+            outputs: the training step's outputs.
+            batch: the batch.
+            batch_idx: its index.
+        """
+        if self.ema is not None:
+            self.ema.to(self.device)
+            self.ema.step(self.unet.parameters())
+
+    # Validation
+
+    def validation_step(self, batch: Sample, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Compute the validation loss; on sampling epochs, sample, plot and score.
+
+        Args:
+            batch: The output of your DataLoader.
+            batch_idx: Integer displaying index of this batch.
+            dataloader_idx: Index of the current dataloader.
+        """
+        with self.ema_weights():
+            loss = self._loss(self.vae.autoencoder.encode_joint(batch['image'], batch['mask']))
+        self.log('val_loss', loss, batch_size=batch['image'].shape[0])
+        epoch_due = self.current_epoch % self.hparams['sample_every_n_epochs'] == 0
+        if batch_idx == 0 and epoch_due and not self.trainer.sanity_checking:
+            self._sample_and_score(batch)
+
+    def _sample_and_score(self, batch: Sample) -> None:
+        from ..metrics import class_histogram_tv, class_spectrum_sam
+        from .utils import plot_reconstructions
+
+        pipeline = self.pipeline(self.hparams['val_sampler'])
+        pipeline.set_progress_bar_config(disable=True)
+        with self.ema_weights():
+            output = pipeline(
+                num_samples=self.hparams['num_val_samples'],
+                num_inference_steps=self.hparams['val_steps'],
+                seed=0,
+            )
+        real_image = self.vae.denormalize(batch['image']).cpu()
+        real_mask = batch['mask'].cpu()
+        classes = self.vae.autoencoder.num_classes
+        metrics = {
+            'val_class_sam': class_spectrum_sam(output.image, output.mask, real_image, real_mask, classes),
+            'val_class_tv': class_histogram_tv(output.mask, real_mask, classes),
+        }
+        self.log_dict({k: float(v) for k, v in metrics.items()})
+        for index in range(min(2, len(output.image))):
+            figure = plot_reconstructions(
+                real_image[index],
+                output.image[index],
+                real_mask[index].reshape(real_mask.shape[-2:]),
+                output.mask[index].reshape(output.mask.shape[-2:]),
+                bands=self.vae.hparams['bands'],
+                class_names=self.vae.hparams['class_names'],
+                titles=('real', 'generated'),
+            )
+            log_figure(self, f'samples/{index}', figure)
+
+    # Sampling
+
+    def ema_weights(self) -> Any:
+        """Context manager that swaps the EMA weights into the U-Net.
+
+        Returns:
+            the context manager.
+        """
+        return _EMAWeights(self)
+
+    def pipeline(self, sampler: Sampler = 'dpmpp') -> SpecDMPipeline:
+        """A sampling pipeline over this task's VAE and U-Net.
+
+        Args:
+            sampler: 'ddpm', 'ddim' or 'dpmpp'.
+
+        Returns:
+            the pipeline (it uses the U-Net's current weights; see
+            :meth:`ema_weights`).
+        """
+        scheduler = make_scheduler(sampler, dict(self.noise_scheduler.config))
+        unet = self.unet
+        latent_shape = self.latent_shape()
+        unet.register_to_config(sample_size=latent_shape[1:])
+        return SpecDMPipeline(vae=self.vae, unet=unet, scheduler=scheduler)
+
+    def latent_shape(self) -> tuple[int, int, int]:
+        """Shape of one joint latent.
+
+        Returns:
+            (channels, height, width) of the latents the U-Net is trained on.
+        """
+        size = self.hparams.get('latent_size')
+        if size is None:
+            raise InvalidInputError(
+                'the latent size is unknown: this LatentDiffusion model has not been '
+                'trained yet. Train it on data first, or load a trained checkpoint.'
+            )
+        return (self.vae.autoencoder.latent_channels, int(size[0]), int(size[1]))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the VAE's hyperparameters and the EMA state with the weights.
+
+        Args:
+            checkpoint: the checkpoint being saved.
+        """
+        checkpoint['vae_hparams'] = {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in self.vae_hparams.items()
+            if not k.startswith('_')
+        }
+        if self.ema is not None:
+            checkpoint['ema'] = self.ema.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the EMA state.
+
+        Args:
+            checkpoint: the checkpoint being loaded.
+        """
+        if self.ema is not None and 'ema' in checkpoint:
+            self.ema.load_state_dict(checkpoint['ema'])
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, map_location: str = 'cpu') -> 'LatentDiffusion':
+        """Load a trained model without running any code stored in the file.
+
+        Args:
+            path: a LatentDiffusion checkpoint.
+            map_location: device to load the tensors onto.
+
+        Returns:
+            the model, in eval mode, with the EMA weights in its U-Net when present.
+
+        Raises:
+            InvalidInputError: if the file is missing, unreadable or not a
+                LatentDiffusion checkpoint with its VAE.
+        """
+        checkpoint = read_checkpoint(path, map_location)
+        if 'vae_hparams' not in checkpoint:
+            raise InvalidInputError(
+                f'{path}: not a LatentDiffusion checkpoint with its VAE (no VAE '
+                'settings stored). Pass the checkpoint that `specdm fit` wrote for the '
+                'diffusion task, not the VAE one.'
+            )
+        with own_hyperparameters():
+            vae = TwoStreamVAE(**checkpoint['vae_hparams'])
+        hparams = {k: v for k, v in checkpoint['hyper_parameters'].items() if not k.startswith('_')}
+        hparams.pop('vae_checkpoint', None)
+        with own_hyperparameters():
+            model = cls(vae=vae, **hparams)
+        model.hparams['vae_checkpoint'] = checkpoint['hyper_parameters'].get('vae_checkpoint')
+        try:
+            model.load_state_dict(checkpoint['state_dict'])
+        except RuntimeError as error:
+            raise InvalidInputError(f'{path}: weights do not fit the stored settings ({error}).') from None
+        model.on_load_checkpoint(checkpoint)
+        if model.ema is not None:
+            model.ema.copy_to(model.unet.parameters())
+        model.checkpoint_path = os.fspath(path)
+        return model.eval()
+
+
+class _EMAWeights:
+    """Swap a task's EMA weights into its U-Net for the duration of a block."""
+
+    def __init__(self, task: LatentDiffusion) -> None:
+        self.task = task
+
+    def __enter__(self) -> None:
+        ema = self.task.ema
+        if ema is not None:
+            ema.to(self.task.device)
+            ema.store(self.task.unet.parameters())
+            ema.copy_to(self.task.unet.parameters())
+
+    def __exit__(self, *args: object) -> None:
+        if self.task.ema is not None:
+            self.task.ema.restore(self.task.unet.parameters())
+

@@ -1,0 +1,140 @@
+"""Encode a training set once and train the diffusion model on the cached latents."""
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..types import Sample
+
+
+def random_dihedral(batch: Sample) -> Sample:
+    """Flip and rotate each sample's latents by one of the 8 square symmetries.
+
+    The autoencoders are convolutional, so a flipped or rotated image encodes to
+    (nearly) the flipped or rotated latent: this is the latent-space form of the
+    datamodules' flip and rot90 augmentation.
+
+    Args:
+        batch: ``{'latent_mean': [B, C, h, w], 'latent_std': [B, C, h, w]}``.
+
+    Returns:
+        the batch with both tensors moved alike.
+    """
+    out = dict(batch)
+    size = batch['latent_mean'].shape[0]
+    turns = torch.randint(0, 4, (size,)).tolist()
+    flips = torch.randint(0, 2, (size,)).tolist()
+    for key in ('latent_mean', 'latent_std'):
+        tensors = []
+        for tensor, k, flip in zip(batch[key], turns, flips):
+            tensor = torch.rot90(tensor, k, dims=(-2, -1))
+            tensors.append(tensor.flip(-1) if flip else tensor)
+        out[key] = torch.stack(tensors)
+    return out
+
+
+class LatentCache(Dataset[Sample]):
+    """Scaled joint-latent posteriors (mean and std) of a whole training set.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, mean: Tensor, std: Tensor) -> None:
+        """Initialize a new LatentCache instance.
+
+        Args:
+            mean: scaled posterior means, [N, C, h, w].
+            std: scaled posterior standard deviations, [N, C, h, w].
+        """
+        self.mean = mean
+        self.std = std
+
+    def __len__(self) -> int:
+        """Return the number of cached latents.
+
+        Returns:
+            length of the cache
+        """
+        return len(self.mean)
+
+    def __getitem__(self, index: int) -> Sample:
+        """Return one cached posterior.
+
+        Args:
+            index: index to return
+
+        Returns:
+            its mean and standard deviation
+        """
+        return {'latent_mean': self.mean[index], 'latent_std': self.std[index]}
+
+    @staticmethod
+    def sample(batch: Sample) -> Tensor:
+        """Draw one latent per cached posterior.
+
+        Args:
+            batch: a batch of cached posteriors.
+
+        Returns:
+            the latents.
+        """
+        mean = batch['latent_mean']
+        return mean + batch['latent_std'] * torch.randn_like(mean)
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, vae: Any, datamodule: LightningDataModule, passes: int = 1) -> 'LatentCache':
+        """Encode the datamodule's training set.
+
+        Args:
+            vae: a trained :class:`~torchgeo_specdm.tasks.TwoStreamVAE`.
+            datamodule: the datamodule, after ``setup('fit')``.
+            passes: passes over the training set (more for datasets that crop at
+                random, such as OSCD's one crop per city).
+
+        Returns:
+            the cache.
+        """
+        loader = DataLoader(
+            datamodule.train_dataset,  # type: ignore[attr-defined]
+            batch_size=datamodule.batch_size,  # type: ignore[attr-defined]
+            shuffle=False,
+            num_workers=datamodule.num_workers,  # type: ignore[attr-defined]
+            collate_fn=datamodule.collate_fn,  # type: ignore[attr-defined]
+        )
+        normalise = datamodule.aug  # type: ignore[attr-defined]
+        autoencoder = vae.autoencoder
+        device = vae.device
+        means, stds = [], []
+        progress = tqdm(total=passes * len(loader), desc='caching latents', leave=False)
+        for _ in range(passes):
+            for batch in loader:
+                batch = normalise({k: v.to(device) for k, v in batch.items() if k in ('image', 'mask')})
+                posteriors = autoencoder.encode(batch['image'], batch['mask'])
+                factors = autoencoder.get_scale_factors()
+                means.append(autoencoder.join({k: p.mean for k, p in posteriors.items()}).cpu())
+                stds.append(torch.cat([p.std * factors[k] for k, p in posteriors.items()], dim=1).cpu())
+                progress.update()
+        progress.close()
+        return cls(torch.cat(means), torch.cat(stds))
+
+    def install(self, datamodule: LightningDataModule) -> None:
+        """Make the datamodule's training loader yield this cache.
+
+        The training dataloader then serves cached posteriors, augmented by
+        :func:`random_dihedral` after transfer; validation and test stay as they are.
+
+        Args:
+            datamodule: the datamodule of the running fit.
+        """
+        batch_size = min(datamodule.batch_size, len(self))  # type: ignore[attr-defined]
+
+        def train_dataloader() -> DataLoader[Sample]:
+            return DataLoader(self, batch_size=batch_size, shuffle=True, drop_last=True)
+
+        datamodule.train_dataloader = train_dataloader  # type: ignore[method-assign]
+        datamodule.train_aug = random_dihedral  # type: ignore[attr-defined]
