@@ -33,25 +33,39 @@ def build_datamodule(name: str, root: str | None, batch_size: int) -> Any:
         # 8 training cities and drop_last: a batch larger than 8 would give no batches.
         return OSCDDataModule(root=root, batch_size=min(batch_size, 8), patch_size=64)
     if name == 'simulated-segmentation':
-        return SimulatedSegmentationDataModule(num_train=512, num_val=64, batch_size=batch_size)
+        return SimulatedSegmentationDataModule(
+            num_train=512, num_val=64, batch_size=batch_size
+        )
     return SimulatedChangeDataModule(num_train=512, num_val=64, batch_size=batch_size)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--dataset', choices=['oscd', 'simulated-segmentation', 'simulated-change'], required=True)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--dataset',
+        choices=['oscd', 'simulated-segmentation', 'simulated-change'],
+        required=True,
+    )
     parser.add_argument('--root', help='dataset root (OSCD)')
     parser.add_argument('--minutes', type=float, default=12.0, help='training budget')
     parser.add_argument('--batch-size', type=int, default=16)
-    parser.add_argument('--architecture', choices=['two_stream', 'single_stream'], default='two_stream')
-    parser.add_argument('--out', default=str(RESULTS), help='folder for the JSON and Markdown')
+    parser.add_argument(
+        '--architecture', choices=['two_stream', 'single_stream'], default='two_stream'
+    )
+    parser.add_argument(
+        '--out', default=str(RESULTS), help='folder for the JSON and Markdown'
+    )
     parser.add_argument('--work-dir', default='outputs/vae_reconstruction')
     parser.add_argument('--seed', type=int, default=0)
     options = parser.parse_args()
 
     seed_everything(options.seed)
     datamodule = build_datamodule(options.dataset, options.root, options.batch_size)
-    task = TwoStreamVAE(architecture=options.architecture, lr=2e-3, patience=1000, num_plots=1)
+    task = TwoStreamVAE(
+        architecture=options.architecture, lr=2e-3, patience=1000, num_plots=1
+    )
     oscd = options.dataset == 'oscd'
     work = Path(options.work_dir) / f'{options.dataset}-{options.architecture}'
     trainer = Trainer(
@@ -67,11 +81,16 @@ def main() -> None:
     trainer.fit(task, datamodule=datamodule)
     train_seconds = time.perf_counter() - start
     if trainer.global_step == 0:
-        raise SystemExit('training ran no step: check the batch size against the dataset size')
+        raise SystemExit(
+            'training ran no step: check the batch size against the dataset size'
+        )
     checkpoint = work / 'vae.ckpt'
     trainer.save_checkpoint(checkpoint)
     # OSCD validation crops are random: average several passes over the held-out cities.
-    runs = [trainer.validate(task, datamodule=datamodule, verbose=False)[0] for _ in range(5 if oscd else 1)]
+    runs = [
+        trainer.validate(task, datamodule=datamodule, verbose=False)[0]
+        for _ in range(5 if oscd else 1)
+    ]
     metrics = {key: sum(run[key] for run in runs) / len(runs) for key in runs[0]}
     result = {
         'dataset': options.dataset,
@@ -85,7 +104,11 @@ def main() -> None:
         'val_psnr': metrics['val_psnr'],
         'val_mask_miou': metrics['val_mask_miou'],
         'val_mask_pixel_accuracy': metrics['val_mask_pixel_accuracy'],
-        'val_rmse': {k.split('/', 1)[1]: v for k, v in metrics.items() if k.startswith('val_rmse/')},
+        'val_rmse': {
+            k.split('/', 1)[1]: v
+            for k, v in metrics.items()
+            if k.startswith('val_rmse/')
+        },
         'scale_factors': task.autoencoder.get_scale_factors(),
         'thresholds_met': metrics['val_sam'] < 5 and metrics['val_mask_miou'] > 0.9,
         'machine': f'{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads',

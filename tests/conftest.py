@@ -29,11 +29,21 @@ def _train_tiny_vae(directory: Path, data: str) -> Path:
 
     args = ['fit', '--config', str(ROOT / 'benchmarks' / 'configs' / 'vae.yaml')]
     args += ['--config', str(ROOT / 'datamodules' / f'{data}.yaml')]
-    args += ['--model.init_args.base_channels=8', '--model.init_args.mask_base_channels=8']
+    args += [
+        '--model.init_args.base_channels=8',
+        '--model.init_args.mask_base_channels=8',
+    ]
     args += ['--data.init_args.num_train=8', '--data.init_args.num_val=4']
     args += ['--data.init_args.size=32', '--data.init_args.batch_size=4']
-    args += ['--trainer.max_epochs=1', '--trainer.limit_val_batches=1', '--trainer.logger=false']
-    args += [f'--trainer.default_root_dir={directory}', '--trainer.enable_progress_bar=false']
+    args += [
+        '--trainer.max_epochs=1',
+        '--trainer.limit_val_batches=1',
+        '--trainer.logger=false',
+    ]
+    args += [
+        f'--trainer.default_root_dir={directory}',
+        '--trainer.enable_progress_bar=false',
+    ]
     main(args)
     return next(directory.rglob('last.ckpt'))
 

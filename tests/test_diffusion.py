@@ -25,10 +25,21 @@ SMALL = [
 ]
 
 
-def _fit(tiny_vae: dict[str, Path], data: str, tmp_path: Path, extra: list[str]) -> None:
-    args = ['fit', '--config', DIFFUSION, '--config', str(ROOT / 'datamodules' / f'{data}.yaml')]
+def _fit(
+    tiny_vae: dict[str, Path], data: str, tmp_path: Path, extra: list[str]
+) -> None:
+    args = [
+        'fit',
+        '--config',
+        DIFFUSION,
+        '--config',
+        str(ROOT / 'datamodules' / f'{data}.yaml'),
+    ]
     args += [f'--model.init_args.vae_checkpoint={tiny_vae[data]}']
-    args += [f'--trainer.default_root_dir={tmp_path}', '--trainer.enable_progress_bar=false']
+    args += [
+        f'--trainer.default_root_dir={tmp_path}',
+        '--trainer.enable_progress_bar=false',
+    ]
     main(args + SMALL + extra)
 
 
@@ -38,7 +49,9 @@ def test_fast_dev_run(tiny_vae: dict[str, Path], data: str, tmp_path: Path) -> N
 
 
 @pytest.fixture(scope='module')
-def trained(tiny_vae: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def trained(
+    tiny_vae: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     out = {}
     for data in ('simulated_segmentation', 'simulated_change'):
         directory = tmp_path_factory.mktemp(f'diffusion-{data}')
@@ -51,7 +64,8 @@ def trained(tiny_vae: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
 def test_checkpoint_holds_vae_ema_and_latent_size(trained: dict[str, Path]) -> None:
     checkpoint = torch.load(trained['simulated_segmentation'], weights_only=True)
-    assert 'ema' in checkpoint and checkpoint['vae_hparams']['in_channels'] == 10
+    assert 'ema' in checkpoint
+    assert checkpoint['vae_hparams']['in_channels'] == 10
     assert checkpoint['hyper_parameters']['latent_size'] == [8, 8]
     model = LatentDiffusion.from_checkpoint(trained['simulated_segmentation'])
     assert model.latent_shape() == (6, 8, 8)
@@ -59,33 +73,52 @@ def test_checkpoint_holds_vae_ema_and_latent_size(trained: dict[str, Path]) -> N
 
 @pytest.mark.parametrize(
     ('data', 'image_shape', 'mask_shape'),
-    [('simulated_segmentation', (3, 10, 32, 32), (3, 32, 32)), ('simulated_change', (3, 2, 13, 32, 32), (3, 1, 32, 32))],
+    [
+        ('simulated_segmentation', (3, 10, 32, 32), (3, 32, 32)),
+        ('simulated_change', (3, 2, 13, 32, 32), (3, 1, 32, 32)),
+    ],
 )
 @pytest.mark.parametrize('sampler', ['ddpm', 'ddim', 'dpmpp'])
-def test_pipeline_shapes(trained: dict[str, Path], data: str, image_shape: tuple[int, ...], mask_shape: tuple[int, ...], sampler: str) -> None:
+def test_pipeline_shapes(
+    trained: dict[str, Path],
+    data: str,
+    image_shape: tuple[int, ...],
+    mask_shape: tuple[int, ...],
+    sampler: str,
+) -> None:
     pipeline = LatentDiffusion.from_checkpoint(trained[data]).pipeline(sampler)  # type: ignore[arg-type]
     pipeline.set_progress_bar_config(disable=True)
     output = pipeline(num_samples=3, batch_size=2, num_inference_steps=3)
-    assert output.image.shape == image_shape and output.image.dtype == torch.float32
-    assert output.mask.shape == mask_shape and output.mask.dtype == torch.long
+    assert output.image.shape == image_shape
+    assert output.image.dtype == torch.float32
+    assert output.mask.shape == mask_shape
+    assert output.mask.dtype == torch.long
     assert torch.isfinite(output.image).all()
     # Native units: the denormalised images sit around the data's band means.
     assert float(output.image.mean()) > 50
 
 
-def test_same_seed_same_samples_whatever_the_batch_size(trained: dict[str, Path]) -> None:
-    pipeline = LatentDiffusion.from_checkpoint(trained['simulated_segmentation']).pipeline('ddpm')
+def test_same_seed_same_samples_whatever_the_batch_size(
+    trained: dict[str, Path],
+) -> None:
+    pipeline = LatentDiffusion.from_checkpoint(
+        trained['simulated_segmentation']
+    ).pipeline('ddpm')
     pipeline.set_progress_bar_config(disable=True)
     whole = pipeline(num_samples=4, batch_size=4, num_inference_steps=5, seed=7)
     single = pipeline(indices=[2], batch_size=1, num_inference_steps=5, seed=7)
-    torch.testing.assert_close(single.latents[0], whole.latents[2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        single.latents[0], whole.latents[2], atol=1e-5, rtol=1e-5
+    )
     assert torch.equal(single.mask[0], whole.mask[2])
     other = pipeline(num_samples=1, num_inference_steps=5, seed=8)
     assert not torch.allclose(other.latents[0], whole.latents[0])
 
 
 def test_pipeline_argument_errors(trained: dict[str, Path]) -> None:
-    pipeline = LatentDiffusion.from_checkpoint(trained['simulated_segmentation']).pipeline('ddim')
+    pipeline = LatentDiffusion.from_checkpoint(
+        trained['simulated_segmentation']
+    ).pipeline('ddim')
     with pytest.raises(InvalidInputError, match=r'steps=2000: must lie in \[1, 1000\]'):
         pipeline(num_samples=1, num_inference_steps=2000)
     with pytest.raises(InvalidInputError, match='num_samples=0'):
@@ -102,7 +135,11 @@ def test_sample_seed_depends_on_seed_and_index_only() -> None:
 def test_scheduler_golden_values() -> None:
     # A dummy model that always predicts zero noise: DDIM (eta=0) then scales x by
     # sqrt(alpha_prev / alpha_t) each step, so from x_T = 1 it ends at 1 / sqrt(alpha_bar_T).
-    config = dict(DDPMScheduler(num_train_timesteps=1000, beta_schedule='linear', clip_sample=False).config)
+    config = dict(
+        DDPMScheduler(
+            num_train_timesteps=1000, beta_schedule='linear', clip_sample=False
+        ).config
+    )
     scheduler = make_scheduler('ddim', config)
     assert isinstance(scheduler, DDIMScheduler)
     scheduler.set_timesteps(10)
@@ -110,7 +147,9 @@ def test_scheduler_golden_values() -> None:
     for t in scheduler.timesteps:
         sample = scheduler.step(torch.zeros_like(sample), t, sample).prev_sample
     alpha_bar = scheduler.alphas_cumprod[int(scheduler.timesteps[0])]
-    torch.testing.assert_close(sample.flatten()[0], 1 / alpha_bar.sqrt(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(
+        sample.flatten()[0], 1 / alpha_bar.sqrt(), rtol=1e-4, atol=0
+    )
 
 
 def test_missing_vae_checkpoint_is_a_clear_error() -> None:
@@ -120,31 +159,66 @@ def test_missing_vae_checkpoint_is_a_clear_error() -> None:
         LatentDiffusion(vae_checkpoint='nowhere.ckpt')
 
 
-@pytest.mark.parametrize(('data', 'image_shape'), [('simulated_segmentation', (10, 32, 32)), ('simulated_change', (2, 13, 32, 32))])
-def test_sample_cli_export_and_reload(trained: dict[str, Path], data: str, image_shape: tuple[int, ...], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ('data', 'image_shape'),
+    [('simulated_segmentation', (10, 32, 32)), ('simulated_change', (2, 13, 32, 32))],
+)
+def test_sample_cli_export_and_reload(
+    trained: dict[str, Path], data: str, image_shape: tuple[int, ...], tmp_path: Path
+) -> None:
     from torchgeo_specdm.datasets import SyntheticDataset
 
     out = tmp_path / 'out'
-    main(['sample', '--checkpoint', str(trained[data]), '--num-samples', '3', '--out', str(out), '--steps', '3', '--batch-size', '2'])
+    main(
+        [
+            'sample',
+            '--checkpoint',
+            str(trained[data]),
+            '--num-samples',
+            '3',
+            '--out',
+            str(out),
+            '--steps',
+            '3',
+            '--batch-size',
+            '2',
+        ]
+    )
     dataset = SyntheticDataset(out)
     assert len(dataset) == 3
     assert dataset[0]['image'].shape == image_shape
     pipeline = LatentDiffusion.from_checkpoint(trained[data]).pipeline('dpmpp')
     expected = pipeline(indices=[1], num_inference_steps=3)
-    torch.testing.assert_close(dataset[1]['image'], expected.image[0], rtol=1e-4, atol=1e-2)
+    torch.testing.assert_close(
+        dataset[1]['image'], expected.image[0], rtol=1e-4, atol=1e-2
+    )
     assert torch.equal(dataset[1]['mask'], expected.mask[0])
 
 
-def test_sample_cli_errors(trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sample_cli_errors(
+    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     checkpoint = str(trained['simulated_segmentation'])
     cases = [
         (['--num-samples', '0'], '--num-samples 0: ask for at least one sample'),
         (['--num-samples', '-3'], '--num-samples -3'),
-        (['--num-samples', '2', '--steps', '5000'], r'steps=5000: must lie in \[1, 1000\]'),
+        (
+            ['--num-samples', '2', '--steps', '5000'],
+            r'steps=5000: must lie in \[1, 1000\]',
+        ),
         (['--num-samples', '2', '--sampler', 'euler'], "sampler='euler' is unknown"),
     ]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exit_info:
-            main(['sample', '--checkpoint', checkpoint, '--out', str(tmp_path / 'o'), *extra])
+            main(
+                [
+                    'sample',
+                    '--checkpoint',
+                    checkpoint,
+                    '--out',
+                    str(tmp_path / 'o'),
+                    *extra,
+                ]
+            )
         assert exit_info.value.code == 2
         assert message.replace('\\', '') in capsys.readouterr().err

@@ -9,7 +9,18 @@ from packaging.version import Version
 from torchgeo.datamodules import OSCDDataModule
 from torchgeo.datasets import OSCD
 
-CITIES = {'aguasclaras', 'bercy', 'bordeaux', 'paris', 'rennes', 'saclay_e', 'abudhabi', 'pisa', 'beihai', 'hongkong'}
+CITIES = {
+    'aguasclaras',
+    'bercy',
+    'bordeaux',
+    'paris',
+    'rennes',
+    'saclay_e',
+    'abudhabi',
+    'pisa',
+    'beihai',
+    'hongkong',
+}
 
 
 def test_kornia_is_pinned_below_0_9() -> None:
@@ -32,7 +43,8 @@ def test_datamodule_crops_and_normalises_bitemporal_batches(oscd_root: Path) -> 
     # Each step here raised "Video and mask must have the same number of frames" with kornia 0.9.0.
     datamodule = OSCDDataModule(root=oscd_root, batch_size=4, patch_size=32)
     datamodule.setup('fit')
-    assert len(datamodule.train_dataset) == 8 and len(datamodule.val_dataset) == 2  # type: ignore[arg-type]
+    assert len(datamodule.train_dataset) == 8
+    assert len(datamodule.val_dataset) == 2
     batch = next(iter(datamodule.train_dataloader()))
     assert batch['image'].shape == (4, 2, 13, 32, 32)
     assert batch['mask'].shape == (4, 1, 32, 32)

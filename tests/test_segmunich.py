@@ -25,8 +25,12 @@ def fake_root(tmp_path: Path) -> Path:
 
 
 class TestSegMunich:
-    @pytest.mark.parametrize(('split', 'length'), [('train', 6), ('val', 2), ('test', 1)])
-    @pytest.mark.parametrize('bands', [SegMunich.all_bands, ('B04', 'B03', 'B02', 'B08')])
+    @pytest.mark.parametrize(
+        ('split', 'length'), [('train', 6), ('val', 2), ('test', 1)]
+    )
+    @pytest.mark.parametrize(
+        'bands', [SegMunich.all_bands, ('B04', 'B03', 'B02', 'B08')]
+    )
     def test_getitem(self, split: str, length: int, bands: tuple[str, ...]) -> None:
         dataset = SegMunich(FAKE, split=split, bands=bands)  # type: ignore[arg-type]
         assert len(dataset) == length
@@ -35,7 +39,8 @@ class TestSegMunich:
         assert sample['image'].shape == (len(bands), 32, 32)
         assert sample['mask'].dtype == torch.long
         assert sample['mask'].shape == (32, 32)
-        assert 0 <= int(sample['mask'].min()) and int(sample['mask'].max()) < 13
+        assert 0 <= int(sample['mask'].min())
+        assert int(sample['mask'].max()) < 13
 
     def test_band_subset_picks_the_named_bands(self) -> None:
         full = SegMunich(FAKE)[0]['image']
@@ -60,32 +65,55 @@ class TestSegMunich:
         tifffile.imwrite(path, np.ascontiguousarray(hwc.transpose(2, 0, 1)))
         dataset = SegMunich(fake_root)
         index = dataset.names.index('1')
-        assert torch.equal(dataset[index]['image'], torch.from_numpy(hwc).permute(2, 0, 1))
+        assert torch.equal(
+            dataset[index]['image'], torch.from_numpy(hwc).permute(2, 0, 1)
+        )
 
     def test_missing_val_list_holds_out_seeded_train(self, fake_root: Path) -> None:
         os.remove(fake_root / 'dataset' / 'val.txt')
         train = SegMunich(fake_root, split='train', seed=3, val_fraction=0.34)
         val = SegMunich(fake_root, split='val', seed=3, val_fraction=0.34)
         again = SegMunich(fake_root, split='val', seed=3, val_fraction=0.34)
-        assert len(val) == 2 and len(train) == 4
+        assert len(val) == 2
+        assert len(train) == 4
         assert set(train.names).isdisjoint(val.names)
         assert set(train.names) | set(val.names) == {'1', '2', '3', '4', '5', '6'}
         assert val.names == again.names
         assert val[0]['image'].shape == (10, 32, 32)
 
     def test_real_sample_file_loads(self, shared_data: Path, tmp_path: Path) -> None:
-        real = shared_data / 'segmunich_sample' / 'image_only' / 'SegMunich_train_img_10.tif'
+        real = (
+            shared_data
+            / 'segmunich_sample'
+            / 'image_only'
+            / 'SegMunich_train_img_10.tif'
+        )
         (tmp_path / 'train' / 'img').mkdir(parents=True)
         (tmp_path / 'train' / 'label').mkdir(parents=True)
         (tmp_path / 'dataset').mkdir()
         os.symlink(real, tmp_path / 'train' / 'img' / '10.tif')
-        tifffile.imwrite(tmp_path / 'train' / 'label' / '10.tif', np.full((128, 128), 31, np.uint8))
+        tifffile.imwrite(
+            tmp_path / 'train' / 'label' / '10.tif', np.full((128, 128), 31, np.uint8)
+        )
         (tmp_path / 'dataset' / 'train.txt').write_text('10\n')
         (tmp_path / 'dataset' / 'val.txt').write_text('10\n')
         sample = SegMunich(tmp_path)[0]
         assert sample['image'].shape == (10, 128, 128)
         means = sample['image'].mean(dim=(1, 2))
-        expected = torch.tensor([471.8, 716.1, 634.9, 2853.3, 1098.7, 2354.8, 2767.1, 2995.9, 1858.6, 1100.0])
+        expected = torch.tensor(
+            [
+                471.8,
+                716.1,
+                634.9,
+                2853.3,
+                1098.7,
+                2354.8,
+                2767.1,
+                2995.9,
+                1858.6,
+                1100.0,
+            ]
+        )
         torch.testing.assert_close(means, expected, atol=0.1, rtol=0)
         # NIR (B08, index 3) is brightest over this vegetated tile, red-edge B05 is not.
         assert SegMunich.all_bands[int(means.argmax())] in ('B08', 'B8A')
@@ -132,7 +160,9 @@ BAD_FILES = {
         r'1\.tif: image has 7 bands, expected 10',
     ),
     'nan pixels': (
-        lambda r: _write_image(r, np.where(np.eye(32)[..., None], np.nan, 1.0) * np.ones((1, 1, 10))),
+        lambda r: _write_image(
+            r, np.where(np.eye(32)[..., None], np.nan, 1.0) * np.ones((1, 1, 10))
+        ),
         r'1\.tif: image holds 320 NaN or infinite values',
     ),
     'inf pixels': (
@@ -155,10 +185,7 @@ BAD_FILES = {
         lambda r: tifffile.imwrite(_label(r), np.zeros((16, 32), np.uint8)),
         r'1\.tif is \(32, 32\) pixels but its mask .*1\.tif is \(16, 32\)',
     ),
-    'missing image file': (
-        lambda r: os.remove(_image(r)),
-        r'1\.tif: file not found',
-    ),
+    'missing image file': (lambda r: os.remove(_image(r)), r'1\.tif: file not found'),
 }
 
 
@@ -173,7 +200,9 @@ def test_bad_files_raise_clear_errors(fake_root: Path, case: str) -> None:
 
 def test_empty_split_file(fake_root: Path) -> None:
     (fake_root / 'dataset' / 'test.txt').write_text('\n\n')
-    with pytest.raises(InvalidInputError, match=r'test\.txt: the split file lists no samples'):
+    with pytest.raises(
+        InvalidInputError, match=r'test\.txt: the split file lists no samples'
+    ):
         SegMunich(fake_root, split='test')
 
 

@@ -17,7 +17,10 @@ from .conftest import ROOT
 VAE = str(ROOT / 'benchmarks' / 'configs' / 'vae.yaml')
 SINGLE = str(ROOT / 'benchmarks' / 'configs' / 'vae_single_stream.yaml')
 DATA = ROOT / 'datamodules'
-SMALL_MODEL = ['--model.init_args.base_channels=8', '--model.init_args.mask_base_channels=8']
+SMALL_MODEL = [
+    '--model.init_args.base_channels=8',
+    '--model.init_args.mask_base_channels=8',
+]
 SMALL_SIM = [
     '--data.init_args.num_train=8',
     '--data.init_args.num_val=4',
@@ -34,7 +37,9 @@ def test_fast_dev_run_specdm_cli(data: str, config: str, tmp_path: Path) -> None
     main(args + SMALL_MODEL + SMALL_SIM)
 
 
-def test_fast_dev_run_torchgeo_cli_on_real_oscd(oscd_root: Path, tmp_path: Path) -> None:
+def test_fast_dev_run_torchgeo_cli_on_real_oscd(
+    oscd_root: Path, tmp_path: Path
+) -> None:
     args = ['fit', '--config', VAE, '--config', str(DATA / 'oscd.yaml')]
     args += [f'--data.dict_kwargs.root={oscd_root}', '--data.init_args.patch_size=32']
     args += ['--trainer.fast_dev_run=true', f'--trainer.default_root_dir={tmp_path}']
@@ -42,7 +47,13 @@ def test_fast_dev_run_torchgeo_cli_on_real_oscd(oscd_root: Path, tmp_path: Path)
 
 
 def _fit(tmp_path: Path, extra: list[str]) -> Path:
-    args = ['fit', '--config', VAE, '--config', str(DATA / 'simulated_segmentation.yaml')]
+    args = [
+        'fit',
+        '--config',
+        VAE,
+        '--config',
+        str(DATA / 'simulated_segmentation.yaml'),
+    ]
     args += ['--trainer.max_epochs=2', '--trainer.limit_val_batches=1']
     args += [f'--trainer.default_root_dir={tmp_path}', '--trainer.logger=false']
     main(args + SMALL_MODEL + SMALL_SIM + extra)
@@ -59,8 +70,11 @@ def test_checkpoint_keeps_scale_factors_and_data_spec(tmp_path: Path) -> None:
     task = TwoStreamVAE.load_from_checkpoint(checkpoint, map_location='cpu')
     assert torch.equal(task.autoencoder.scale_factors, stored)
     assert task.hparams['in_channels'] == 10
-    assert task.hparams['num_classes'] == len(SimulatedSegmentationDataModule.dataset_class.classes)
-    assert task.mean.shape == (10,) and float(task.std.min()) > 1
+    assert task.hparams['num_classes'] == len(
+        SimulatedSegmentationDataModule.dataset_class.classes
+    )
+    assert task.mean.shape == (10,)
+    assert float(task.std.min()) > 1
     # The stored factors whiten each stream of the joint latent on training data.
     datamodule = SimulatedSegmentationDataModule(num_train=8, size=32, batch_size=8)
     datamodule.setup('fit')
@@ -70,7 +84,8 @@ def test_checkpoint_keeps_scale_factors_and_data_spec(tmp_path: Path) -> None:
     for part in (image_part, mask_part):
         assert 0.5 < float(part.std()) < 2.0
     image, labels = task.decode(latent)
-    assert image.shape == (8, 10, 32, 32) and labels.shape == (8, 32, 32)
+    assert image.shape == (8, 10, 32, 32)
+    assert labels.shape == (8, 32, 32)
 
 
 def test_checkpoint_on_other_data_is_refused(tmp_path: Path) -> None:
@@ -79,15 +94,23 @@ def test_checkpoint_on_other_data_is_refused(tmp_path: Path) -> None:
     args += ['--trainer.fast_dev_run=true', f'--trainer.default_root_dir={tmp_path}']
     args += [f'--ckpt_path={checkpoint}', '--model.init_args.in_channels=10']
     args += ['--model.init_args.num_images=1', '--model.init_args.num_classes=7']
-    with pytest.raises(InvalidInputError, match='built for 10 bands.*datamodule gives 13'):
+    with pytest.raises(
+        InvalidInputError, match=r'built for 10 bands.*datamodule gives 13'
+    ):
         main(args + SMALL_MODEL + SMALL_SIM)
 
 
 def test_sizes_can_be_given_without_datamodule() -> None:
-    task = TwoStreamVAE(in_channels=204, num_classes=7, num_images=1, base_channels=8, mask_base_channels=8)
+    task = TwoStreamVAE(
+        in_channels=204,
+        num_classes=7,
+        num_images=1,
+        base_channels=8,
+        mask_base_channels=8,
+    )
     assert task.autoencoder.in_channels == 204
     with pytest.raises(RuntimeError, match='has no model yet'):
-        TwoStreamVAE().autoencoder
+        _ = TwoStreamVAE().autoencoder
 
 
 def test_stock_oscd_datamodule_spec(oscd_root: Path) -> None:
@@ -96,5 +119,8 @@ def test_stock_oscd_datamodule_spec(oscd_root: Path) -> None:
     datamodule = OSCDDataModule(root=oscd_root, patch_size=32)
     datamodule.setup('fit')
     spec = infer_data_spec(datamodule)
-    assert spec['in_channels'] == 13 and spec['num_images'] == 2 and spec['num_classes'] == 2
-    assert spec['bands'][3] == 'B04' and len(spec['mean']) == 13
+    assert spec['in_channels'] == 13
+    assert spec['num_images'] == 2
+    assert spec['num_classes'] == 2
+    assert spec['bands'][3] == 'B04'
+    assert len(spec['mean']) == 13

@@ -41,11 +41,11 @@ def lightning_main(args: Sequence[str]) -> None:
     Args:
         args: command-line arguments, starting with the subcommand.
     """
-    import torchgeo.datamodules  # noqa: F401
+    import torchgeo.datamodules
     import torchgeo.tasks  # noqa: F401
 
-    import torchgeo_specdm.datamodules  # noqa: F401
-    import torchgeo_specdm.tasks  # noqa: F401
+    import torchgeo_specdm.datamodules
+    import torchgeo_specdm.tasks
 
     LightningCLI(
         model_class=BaseTask,
@@ -102,10 +102,14 @@ def sample_main(args: Sequence[str]) -> None:
     parser.add_argument('--checkpoint', required=True, help='LatentDiffusion .ckpt')
     parser.add_argument('--num-samples', type=int, required=True, help='pairs to write')
     parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--sampler', default='dpmpp', help=f'one of {", ".join(SAMPLERS)}')
+    parser.add_argument(
+        '--sampler', default='dpmpp', help=f'one of {", ".join(SAMPLERS)}'
+    )
     parser.add_argument('--steps', type=int, default=25, help='denoising steps')
     parser.add_argument('--batch-size', type=int, default=16, help='pairs per batch')
-    parser.add_argument('--seed', type=int, default=0, help='sample i depends on (seed, i)')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='sample i depends on (seed, i)'
+    )
     options = parser.parse_args(args)
     from .sample import generate
 

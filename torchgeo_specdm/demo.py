@@ -25,7 +25,7 @@ def run_demo(out: Path, num_samples: int, size: int, seed: int) -> list[str]:
         the paths of the PNGs written.
     """
     os.makedirs(out, exist_ok=True)
-    families = {
+    families: dict[str, SimulatedSegmentation | SimulatedChange] = {
         'segmentation': SimulatedSegmentation(num_samples, size, seed),
         'change': SimulatedChange(num_samples, size, seed),
     }

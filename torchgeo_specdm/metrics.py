@@ -7,7 +7,11 @@ from torch import Tensor
 def _pixels(image: Tensor) -> Tensor:
     """Images [N, C, H, W] or [N, T, C, H, W] as pixels [P, C]."""
     channels = image.shape[-3]
-    return image.reshape(-1, channels, *image.shape[-2:]).permute(0, 2, 3, 1).reshape(-1, channels)
+    return (
+        image.reshape(-1, channels, *image.shape[-2:])
+        .permute(0, 2, 3, 1)
+        .reshape(-1, channels)
+    )
 
 
 def _labels(mask: Tensor, image: Tensor) -> Tensor:
@@ -51,7 +55,11 @@ def spectral_angle_degrees(a: Tensor, b: Tensor) -> Tensor:
 
 
 def class_spectrum_sam(
-    fake_image: Tensor, fake_mask: Tensor, real_image: Tensor, real_mask: Tensor, num_classes: int
+    fake_image: Tensor,
+    fake_mask: Tensor,
+    real_image: Tensor,
+    real_mask: Tensor,
+    num_classes: int,
 ) -> Tensor:
     """Mean over classes of the angle between synthetic and real class mean spectra.
 
@@ -86,7 +94,9 @@ def class_histogram(mask: Tensor, num_classes: int) -> Tensor:
     return (counts / counts.sum()).float()
 
 
-def class_histogram_tv(fake_mask: Tensor, real_mask: Tensor, num_classes: int) -> Tensor:
+def class_histogram_tv(
+    fake_mask: Tensor, real_mask: Tensor, num_classes: int
+) -> Tensor:
     """Total-variation distance between the class frequency histograms.
 
     Args:
@@ -97,5 +107,7 @@ def class_histogram_tv(fake_mask: Tensor, real_mask: Tensor, num_classes: int) -
     Returns:
         half the L1 distance between the two histograms, in [0, 1].
     """
-    difference = class_histogram(fake_mask, num_classes) - class_histogram(real_mask, num_classes)
+    difference = class_histogram(fake_mask, num_classes) - class_histogram(
+        real_mask, num_classes
+    )
     return 0.5 * difference.abs().sum()

@@ -6,14 +6,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DiffusionPipeline,
+from diffusers.models.unets.unet_2d import UNet2DModel
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+from diffusers.schedulers.scheduling_dpmsolver_multistep import (
     DPMSolverMultistepScheduler,
 )
-from diffusers.models.unets.unet_2d import UNet2DModel
-from diffusers.utils import BaseOutput
+from diffusers.utils.outputs import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
@@ -178,7 +178,9 @@ class SpecDMPipeline(DiffusionPipeline):
         ]
         shape = (len(batch), *self.latent_shape)
         device = self.unet.device
-        latent = randn_tensor(shape, generator=generators, device=device, dtype=self.unet.dtype)
+        latent = randn_tensor(
+            shape, generator=generators, device=device, dtype=self.unet.dtype
+        )
         latent = latent * self.scheduler.init_noise_sigma
         self.scheduler.set_timesteps(steps, device=device)
         for t in self.scheduler.timesteps:

@@ -11,7 +11,7 @@ import torchgeo_specdm
 
 from .datasets.validation import InvalidInputError
 from .export import DatasetWriter
-from .pipeline import Sampler, sample_seed
+from .pipeline import Sampler, SpecDMPipelineOutput, sample_seed
 from .types import Path
 
 
@@ -93,18 +93,29 @@ def generate(
         task='change' if change else 'segmentation',
         bands=vae['bands'] or [f'band_{i}' for i in range(channels)],
         num_classes=vae['num_classes'],
-        class_names=vae['class_names'] or [f'class_{i}' for i in range(vae['num_classes'])],
+        class_names=vae['class_names']
+        or [f'class_{i}' for i in range(vae['num_classes'])],
         generator=generator,
     )
     wanted = range(num_samples) if indices is None else indices
     done = writer.completed()
     todo = [index for index in wanted if index not in done]
-    progress = tqdm(total=len(wanted), initial=len(wanted) - len(todo), desc='sampling', unit='pair')
+    progress = tqdm(
+        total=len(wanted), initial=len(wanted) - len(todo), desc='sampling', unit='pair'
+    )
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        output = pipeline(indices=chunk, batch_size=batch_size, seed=seed, num_inference_steps=steps)
+        output = pipeline(
+            indices=chunk, batch_size=batch_size, seed=seed, num_inference_steps=steps
+        )
+        assert isinstance(output, SpecDMPipelineOutput)
         for position, index in enumerate(chunk):
-            writer.write(index, output.image[position], output.mask[position], seed=sample_seed(seed, index))
+            writer.write(
+                index,
+                output.image[position],
+                output.mask[position],
+                seed=sample_seed(seed, index),
+            )
         progress.update(len(chunk))
     progress.close()
     return writer.finalize(num_samples) if finalize else None

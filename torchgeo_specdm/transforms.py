@@ -1,5 +1,7 @@
 """Batch augmentations that keep images, dates and masks aligned."""
 
+from typing import Any
+
 import kornia.augmentation as K
 import torch
 from einops import rearrange
@@ -21,7 +23,7 @@ def segmentation_augmentation(
     Returns:
         a kornia augmentation over ``{'image': [B, C, H, W], 'mask': [B, H, W]}``.
     """
-    augs: list[nn.Module] = [K.Normalize(mean=mean, std=std)]
+    augs: list[Any] = [K.Normalize(mean=mean, std=std)]
     if train:
         augs += [
             K.RandomHorizontalFlip(p=0.5),

@@ -4,7 +4,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-
 from torchgeo.datamodules import NonGeoDataModule
 
 from ..datasets import SegMunich

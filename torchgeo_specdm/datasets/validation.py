@@ -41,7 +41,7 @@ def read_tiff(path: Path) -> np.ndarray:
         )
     try:
         array: np.ndarray = tifffile.imread(path)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 (tifffile raises many types on bad files)
         raise InvalidInputError(
             f'{path}: cannot read this TIFF ({type(error).__name__}: {error}). '
             'The file is truncated or corrupted: re-download or re-export it.'

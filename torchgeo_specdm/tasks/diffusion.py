@@ -1,24 +1,22 @@
 """Latent diffusion task: stage 2 of SpecDM."""
 
-import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
 from diffusers.models.unets.unet_2d import UNet2DModel
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from diffusers.training_utils import EMAModel, compute_snr
 from torch import Tensor
-from torch.optim import AdamW
 from torchgeo.tasks import BaseTask
 
 from ..datasets.validation import InvalidInputError
-from ..pipeline import Sampler, SpecDMPipeline, make_scheduler
+from ..pipeline import Sampler, SpecDMPipeline, SpecDMPipelineOutput, make_scheduler
 from ..types import Path, Sample
 from .checkpoints import own_hyperparameters, read_checkpoint
 from .latent_cache import LatentCache
-from .utils import check_data_spec, infer_data_spec, log_figure
+from .utils import check_data_spec, infer_data_spec, log_figure, plateau_optimizer
 from .vae import TwoStreamVAE
 
 
@@ -47,7 +45,9 @@ class LatentDiffusion(BaseTask):
         layers_per_block: int = 1,
         attention: bool = True,
         prediction_type: Literal['epsilon', 'v_prediction'] = 'epsilon',
-        beta_schedule: Literal['linear', 'scaled_linear', 'squaredcos_cap_v2'] = 'squaredcos_cap_v2',
+        beta_schedule: Literal[
+            'linear', 'scaled_linear', 'squaredcos_cap_v2'
+        ] = 'squaredcos_cap_v2',
         num_train_timesteps: int = 1000,
         snr_gamma: float | None = 5.0,
         ema_decay: float | None = 0.999,
@@ -118,7 +118,9 @@ class LatentDiffusion(BaseTask):
         self.ema = (
             None
             if decay is None
-            else EMAModel(self.unet.parameters(), decay=decay, use_ema_warmup=True, power=3 / 4)
+            else EMAModel(
+                self.unet.parameters(), decay=decay, use_ema_warmup=True, power=3 / 4
+            )
         )
         self.latent_cache: LatentCache | None = None
 
@@ -127,8 +129,12 @@ class LatentDiffusion(BaseTask):
         widths = tuple(self.hparams['block_out_channels'])
         levels = len(widths)
         attention = self.hparams['attention']
-        down = ['DownBlock2D'] + ['AttnDownBlock2D' if attention else 'DownBlock2D'] * (levels - 1)
-        up = ['AttnUpBlock2D' if attention else 'UpBlock2D'] * (levels - 1) + ['UpBlock2D']
+        down = ['DownBlock2D'] + ['AttnDownBlock2D' if attention else 'DownBlock2D'] * (
+            levels - 1
+        )
+        up = ['AttnUpBlock2D' if attention else 'UpBlock2D'] * (levels - 1) + [
+            'UpBlock2D'
+        ]
         groups = min(32, min(widths))
         return UNet2DModel(
             sample_size=None,
@@ -148,14 +154,12 @@ class LatentDiffusion(BaseTask):
         Returns:
             Optimizer and learning rate scheduler.
         """
-        optimizer = AdamW(self.unet.parameters(), lr=self.hparams['lr'])
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, patience=self.hparams['patience']
+        return plateau_optimizer(
+            self.unet.parameters(),
+            self.hparams['lr'],
+            self.hparams['patience'],
+            self.monitor,
         )
-        return {
-            'optimizer': optimizer,
-            'lr_scheduler': {'scheduler': scheduler, 'monitor': self.monitor},
-        }
 
     def setup(self, stage: str) -> None:
         """Check the data against the VAE, fix the latent size and cache latents.
@@ -209,11 +213,15 @@ class LatentDiffusion(BaseTask):
             return F.mse_loss(prediction.float(), target.float())
         snr = compute_snr(self.noise_scheduler, timesteps)
         weights = torch.minimum(snr, torch.full_like(snr, gamma))
-        weights = weights / (snr + 1 if self.hparams['prediction_type'] == 'v_prediction' else snr)
+        weights = weights / (
+            snr + 1 if self.hparams['prediction_type'] == 'v_prediction' else snr
+        )
         loss = F.mse_loss(prediction.float(), target.float(), reduction='none')
         return (loss.mean(dim=(1, 2, 3)) * weights).mean()
 
-    def training_step(self, batch: Sample, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+    def training_step(
+        self, batch: Sample, batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor:
         """Compute the denoising loss.
 
         Args:
@@ -243,7 +251,9 @@ class LatentDiffusion(BaseTask):
 
     # Validation
 
-    def validation_step(self, batch: Sample, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(
+        self, batch: Sample, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         """Compute the validation loss; on sampling epochs, sample, plot and score.
 
         Args:
@@ -252,7 +262,9 @@ class LatentDiffusion(BaseTask):
             dataloader_idx: Index of the current dataloader.
         """
         with self.ema_weights():
-            loss = self._loss(self.vae.autoencoder.encode_joint(batch['image'], batch['mask']))
+            loss = self._loss(
+                self.vae.autoencoder.encode_joint(batch['image'], batch['mask'])
+            )
         self.log('val_loss', loss, batch_size=batch['image'].shape[0])
         epoch_due = self.current_epoch % self.hparams['sample_every_n_epochs'] == 0
         if batch_idx == 0 and epoch_due and not self.trainer.sanity_checking:
@@ -270,11 +282,14 @@ class LatentDiffusion(BaseTask):
                 num_inference_steps=self.hparams['val_steps'],
                 seed=0,
             )
+        assert isinstance(output, SpecDMPipelineOutput)
         real_image = self.vae.denormalize(batch['image']).cpu()
         real_mask = batch['mask'].cpu()
         classes = self.vae.autoencoder.num_classes
         metrics = {
-            'val_class_sam': class_spectrum_sam(output.image, output.mask, real_image, real_mask, classes),
+            'val_class_sam': class_spectrum_sam(
+                output.image, output.mask, real_image, real_mask, classes
+            ),
             'val_class_tv': class_histogram_tv(output.mask, real_mask, classes),
         }
         self.log_dict({k: float(v) for k, v in metrics.items()})
@@ -354,7 +369,9 @@ class LatentDiffusion(BaseTask):
             self.ema.load_state_dict(checkpoint['ema'])
 
     @classmethod
-    def from_checkpoint(cls, path: Path, map_location: str = 'cpu') -> 'LatentDiffusion':
+    def from_checkpoint(
+        cls, path: Path, map_location: str = 'cpu'
+    ) -> 'LatentDiffusion':
         """Load a trained model without running any code stored in the file.
 
         Args:
@@ -377,19 +394,26 @@ class LatentDiffusion(BaseTask):
             )
         with own_hyperparameters():
             vae = TwoStreamVAE(**checkpoint['vae_hparams'])
-        hparams = {k: v for k, v in checkpoint['hyper_parameters'].items() if not k.startswith('_')}
+        hparams = {
+            k: v
+            for k, v in checkpoint['hyper_parameters'].items()
+            if not k.startswith('_')
+        }
         hparams.pop('vae_checkpoint', None)
         with own_hyperparameters():
             model = cls(vae=vae, **hparams)
-        model.hparams['vae_checkpoint'] = checkpoint['hyper_parameters'].get('vae_checkpoint')
+        model.hparams['vae_checkpoint'] = checkpoint['hyper_parameters'].get(
+            'vae_checkpoint'
+        )
         try:
             model.load_state_dict(checkpoint['state_dict'])
         except RuntimeError as error:
-            raise InvalidInputError(f'{path}: weights do not fit the stored settings ({error}).') from None
+            raise InvalidInputError(
+                f'{path}: weights do not fit the stored settings ({error}).'
+            ) from None
         model.on_load_checkpoint(checkpoint)
         if model.ema is not None:
             model.ema.copy_to(model.unet.parameters())
-        model.checkpoint_path = os.fspath(path)
         return model.eval()
 
 
@@ -409,4 +433,3 @@ class _EMAWeights:
     def __exit__(self, *args: object) -> None:
         if self.task.ema is not None:
             self.task.ema.restore(self.task.unet.parameters())
-

@@ -87,7 +87,9 @@ class LatentCache(Dataset[Sample]):
 
     @classmethod
     @torch.no_grad()
-    def build(cls, vae: Any, datamodule: LightningDataModule, passes: int = 1) -> 'LatentCache':
+    def build(
+        cls, vae: Any, datamodule: LightningDataModule, passes: int = 1
+    ) -> 'LatentCache':
         """Encode the datamodule's training set.
 
         Args:
@@ -113,11 +115,23 @@ class LatentCache(Dataset[Sample]):
         progress = tqdm(total=passes * len(loader), desc='caching latents', leave=False)
         for _ in range(passes):
             for batch in loader:
-                batch = normalise({k: v.to(device) for k, v in batch.items() if k in ('image', 'mask')})
+                batch = normalise(
+                    {
+                        k: v.to(device)
+                        for k, v in batch.items()
+                        if k in ('image', 'mask')
+                    }
+                )
                 posteriors = autoencoder.encode(batch['image'], batch['mask'])
                 factors = autoencoder.get_scale_factors()
-                means.append(autoencoder.join({k: p.mean for k, p in posteriors.items()}).cpu())
-                stds.append(torch.cat([p.std * factors[k] for k, p in posteriors.items()], dim=1).cpu())
+                means.append(
+                    autoencoder.join({k: p.mean for k, p in posteriors.items()}).cpu()
+                )
+                stds.append(
+                    torch.cat(
+                        [p.std * factors[k] for k, p in posteriors.items()], dim=1
+                    ).cpu()
+                )
                 progress.update()
         progress.close()
         return cls(torch.cat(means), torch.cat(stds))

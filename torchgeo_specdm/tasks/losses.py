@@ -4,7 +4,9 @@ import torch
 from torch import Tensor
 
 
-def spectral_angle_loss(prediction: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
+def spectral_angle_loss(
+    prediction: Tensor, target: Tensor, eps: float = 1e-6
+) -> Tensor:
     """Mean spectral angle (radians) between predicted and target spectra.
 
     Args:

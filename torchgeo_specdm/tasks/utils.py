@@ -176,7 +176,9 @@ def plot_reconstructions(
     dates = image.reshape(-1, *image.shape[-3:])
     recon = reconstruction.reshape(dates.shape)
     rgb = rgb_indices(bands, dates.shape[1])
-    num_classes = len(class_names) if class_names else int(max(mask.max(), prediction.max())) + 1
+    num_classes = (
+        len(class_names) if class_names else int(max(mask.max(), prediction.max())) + 1
+    )
     cmap = class_colormap(num_classes)
     columns = 2 * len(dates) + 2
     figure, axes = plt.subplots(1, columns, figsize=(3 * columns, 3.2))
@@ -185,7 +187,12 @@ def plot_reconstructions(
         suffix = f' (date {t + 1})' if len(dates) > 1 else ''
         panels.append((f'{titles[0]}{suffix}', false_colour(dates[t], rgb), {}))
         panels.append((f'{titles[1]}{suffix}', false_colour(recon[t], rgb), {}))
-    options = {'cmap': cmap, 'vmin': 0, 'vmax': num_classes - 1, 'interpolation': 'nearest'}
+    options = {
+        'cmap': cmap,
+        'vmin': 0,
+        'vmax': num_classes - 1,
+        'interpolation': 'nearest',
+    }
     panels.append((f'{titles[0]} mask', mask.numpy(), options))
     panels.append((f'{titles[1]} mask', prediction.numpy(), options))
     for axis, (title, array, kwargs) in zip(axes, panels):
@@ -209,3 +216,28 @@ def log_figure(module: LightningModule, tag: str, figure: Figure) -> None:
     if experiment is not None and hasattr(experiment, 'add_figure'):
         experiment.add_figure(tag, figure, global_step=module.global_step)
     plt.close(figure)
+
+
+def plateau_optimizer(
+    parameters: Any, lr: float, patience: int, monitor: str
+) -> dict[str, Any]:
+    """AdamW with a learning-rate plateau schedule on a validation metric.
+
+    Epochs without validation (``check_val_every_n_epoch > 1``) leave the rate as it
+    is instead of stopping the run.
+
+    Args:
+        parameters: parameters to optimise.
+        lr: learning rate.
+        patience: validations without improvement before the rate drops.
+        monitor: metric to watch.
+
+    Returns:
+        Lightning's optimizer configuration.
+    """
+    optimizer = torch.optim.AdamW(parameters, lr=lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=patience)
+    return {
+        'optimizer': optimizer,
+        'lr_scheduler': {'scheduler': scheduler, 'monitor': monitor, 'strict': False},
+    }

@@ -7,18 +7,24 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor
+from torchgeo.tasks import BaseTask
 from torchmetrics import MeanMetric, MeanSquaredError, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 from torchmetrics.functional.image import peak_signal_noise_ratio
 from torchmetrics.image import SpectralAngleMapper
-from torchgeo.tasks import BaseTask
 
-from ..models import JointAutoencoder, SingleStreamAutoencoder, TwoStreamAutoencoder
 from ..datasets.validation import InvalidInputError
+from ..models import JointAutoencoder, SingleStreamAutoencoder, TwoStreamAutoencoder
 from ..types import Path, Sample
 from .checkpoints import own_hyperparameters, read_checkpoint
 from .losses import spectral_angle_loss
-from .utils import check_data_spec, infer_data_spec, log_figure, plot_reconstructions
+from .utils import (
+    check_data_spec,
+    infer_data_spec,
+    log_figure,
+    plateau_optimizer,
+    plot_reconstructions,
+)
 
 
 class TwoStreamVAE(BaseTask):
@@ -131,7 +137,11 @@ class TwoStreamVAE(BaseTask):
     def configure_models(self) -> None:
         """Build the autoencoder when the data-dependent sizes are known."""
         hparams = self.hparams
-        if None in (hparams['in_channels'], hparams['num_classes'], hparams['num_images']):
+        if None in (
+            hparams['in_channels'],
+            hparams['num_classes'],
+            hparams['num_images'],
+        ):
             return
         channels, classes = hparams['in_channels'], hparams['num_classes']
         if hparams['architecture'] == 'single_stream':
@@ -209,6 +219,19 @@ class TwoStreamVAE(BaseTask):
         self.configure_losses()
         self.configure_metrics()
 
+    def configure_optimizers(self) -> Any:
+        """Initialize the optimizer and learning rate scheduler.
+
+        Returns:
+            Optimizer and learning rate scheduler.
+        """
+        return plateau_optimizer(
+            self.parameters(),
+            self.hparams['lr'],
+            self.hparams['patience'],
+            self.monitor,
+        )
+
     # Training
 
     def denormalize(self, image: Tensor) -> Tensor:
@@ -222,9 +245,12 @@ class TwoStreamVAE(BaseTask):
         """
         shape = [1] * image.ndim
         shape[-3] = -1
-        return image * self.std.view(shape) + self.mean.view(shape)
+        mean, std = self.get_buffer('mean'), self.get_buffer('std')
+        return image * std.view(shape) + mean.view(shape)
 
-    def _losses(self, batch: Sample, sample_posterior: bool) -> tuple[dict[str, Tensor], Any]:
+    def _losses(
+        self, batch: Sample, sample_posterior: bool
+    ) -> tuple[dict[str, Tensor], Any]:
         image, mask = batch['image'], batch['mask']
         output = self.autoencoder(image, mask, sample_posterior=sample_posterior)
         hparams = self.hparams
@@ -233,7 +259,9 @@ class TwoStreamVAE(BaseTask):
             if hparams['reconstruction_loss'] == 'l1'
             else F.mse_loss(output.image, image)
         )
-        sam = spectral_angle_loss(self.denormalize(output.image), self.denormalize(image))
+        sam = spectral_angle_loss(
+            self.denormalize(output.image), self.denormalize(image)
+        )
         target = mask.reshape(mask.shape[0], *mask.shape[-2:]).long()
         weights = None if self.class_weights is None else self.class_weights.to(image)
         cross_entropy = F.cross_entropy(output.mask_logits, target, weight=weights)
@@ -252,12 +280,15 @@ class TwoStreamVAE(BaseTask):
             + hparams['sam_weight'] * sam
             + hparams['mask_weight'] * cross_entropy
             + hparams['image_kl_weight'] * kl.get('image', torch.zeros(()))
-            + hparams['mask_kl_weight'] * kl.get('mask', kl.get('joint', torch.zeros(())))
+            + hparams['mask_kl_weight']
+            * kl.get('mask', kl.get('joint', torch.zeros(())))
         )
         losses['loss'] = total
         return losses, output
 
-    def training_step(self, batch: Sample, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+    def training_step(
+        self, batch: Sample, batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor:
         """Compute the training loss.
 
         Args:
@@ -270,7 +301,9 @@ class TwoStreamVAE(BaseTask):
         """
         losses, output = self._losses(batch, sample_posterior=True)
         batch_size = batch['image'].shape[0]
-        self.log_dict({f'train_{k}': v for k, v in losses.items()}, batch_size=batch_size)
+        self.log_dict(
+            {f'train_{k}': v for k, v in losses.items()}, batch_size=batch_size
+        )
         self._accumulate_latent_statistics(output.posteriors)
         return losses['loss']
 
@@ -280,7 +313,15 @@ class TwoStreamVAE(BaseTask):
     def _accumulate_latent_statistics(self, posteriors: dict[str, Any]) -> None:
         for name, posterior in posteriors.items():
             latent = posterior.mean.detach().double()
-            moments = torch.stack([torch.tensor(latent.numel(), dtype=torch.float64, device=latent.device), latent.sum(), latent.square().sum()])
+            moments = torch.stack(
+                [
+                    torch.tensor(
+                        latent.numel(), dtype=torch.float64, device=latent.device
+                    ),
+                    latent.sum(),
+                    latent.square().sum(),
+                ]
+            )
             self._latent_moments[name] = self._latent_moments.get(name, 0) + moments
 
     def _update_scale_factors(self) -> None:
@@ -288,7 +329,9 @@ class TwoStreamVAE(BaseTask):
             return
         factors = {}
         for name, moments in self._latent_moments.items():
-            moments = self.all_gather(moments).reshape(-1, 3).sum(0)
+            gathered = self.all_gather(moments)
+            assert isinstance(gathered, Tensor)
+            moments = gathered.reshape(-1, 3).sum(0)
             count, total, squares = moments.tolist()
             variance = max(squares / count - (total / count) ** 2, 1e-12)
             factors[name] = variance**-0.5
@@ -308,7 +351,9 @@ class TwoStreamVAE(BaseTask):
 
     # Validation
 
-    def validation_step(self, batch: Sample, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(
+        self, batch: Sample, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         """Compute the validation loss and reconstruction metrics.
 
         Args:
@@ -320,7 +365,9 @@ class TwoStreamVAE(BaseTask):
         batch_size = batch['image'].shape[0]
         self.log_dict({f'val_{k}': v for k, v in losses.items()}, batch_size=batch_size)
         channels = self.autoencoder.in_channels
-        real = self.denormalize(batch['image']).reshape(-1, channels, *batch['image'].shape[-2:])
+        real = self.denormalize(batch['image']).reshape(
+            -1, channels, *batch['image'].shape[-2:]
+        )
         fake = self.denormalize(output.image).reshape(real.shape)
         value_range = (float(real.min()), float(real.max()))
         self.image_metrics['psnr'].update(
@@ -350,7 +397,9 @@ class TwoStreamVAE(BaseTask):
         for metric in (self.image_metrics, self.band_rmse, self.mask_metrics):
             metric.reset()
 
-    def _plot(self, batch: Sample, reconstruction: Tensor, prediction: Tensor) -> Figure:
+    def _plot(
+        self, batch: Sample, reconstruction: Tensor, prediction: Tensor
+    ) -> Figure:
         return plot_reconstructions(
             self.denormalize(batch['image'][0]).cpu(),
             self.denormalize(reconstruction[0]).cpu(),
