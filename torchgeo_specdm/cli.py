@@ -3,7 +3,11 @@
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
+
+# kornia still calls torch.jit.script at import; the warning is noise for CLI users.
+warnings.filterwarnings('ignore', message='.*torch.jit.script.*is deprecated')
 
 from lightning.pytorch.cli import LightningCLI
 from torchgeo.datamodules import BaseDataModule
