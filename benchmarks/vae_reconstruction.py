@@ -99,7 +99,7 @@ def main() -> None:
         'train_minutes': round(train_seconds / 60, 2),
         'steps': trainer.global_step,
         'epochs': trainer.current_epoch,
-        'batch_size': options.batch_size,
+        'batch_size': datamodule.batch_size,
         'val_sam_degrees': metrics['val_sam'],
         'val_psnr': metrics['val_psnr'],
         'val_mask_miou': metrics['val_mask_miou'],

@@ -39,11 +39,12 @@ Run 'specdm <command> --help' for the options of one command.
 """
 
 
-def lightning_main(args: Sequence[str]) -> None:
+def lightning_main(args: Sequence[str] | None) -> None:
     """Run TorchGeo's LightningCLI with this package's classes registered.
 
     Args:
-        args: command-line arguments, starting with the subcommand.
+        args: command-line arguments, starting with the subcommand (``None``
+            reads ``sys.argv``).
     """
     import torchgeo.datamodules
     import torchgeo.tasks  # noqa: F401
@@ -59,7 +60,7 @@ def lightning_main(args: Sequence[str]) -> None:
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={'overwrite': True},
-        args=list(args),
+        args=None if args is None else list(args),
     )
 
 
@@ -158,7 +159,7 @@ def main(args: Sequence[str] | None = None) -> None:
             raise SystemExit(2) from None
     elif command in LIGHTNING_COMMANDS:
         os.environ.setdefault('GDAL_DISABLE_READDIR_ON_OPEN', 'EMPTY_DIR')
-        lightning_main(argv)
+        lightning_main(None if args is None else argv)
     else:
         print(USAGE, file=sys.stderr)
         print(f'specdm: error: unknown command {command!r}', file=sys.stderr)
