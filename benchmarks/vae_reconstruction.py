@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import torch
 from lightning.pytorch import Trainer, seed_everything
-from torchgeo.datamodules import OSCDDataModule
+
+matplotlib.use('Agg')
 
 from torchgeo_specdm.datamodules import (
+    OSCDPatchDataModule,
     SimulatedChangeDataModule,
     SimulatedSegmentationDataModule,
 )
@@ -30,13 +33,29 @@ def build_datamodule(name: str, root: str | None, batch_size: int) -> Any:
     if name == 'oscd':
         if root is None:
             raise SystemExit('--root is required for --dataset oscd')
-        # 8 training cities and drop_last: a batch larger than 8 would give no batches.
-        return OSCDDataModule(root=root, batch_size=min(batch_size, 8), patch_size=64)
+        # Cities read once; 256 random 64 px patches per epoch, a fixed grid to validate.
+        return OSCDPatchDataModule(
+            root=root, batch_size=batch_size, patch_size=64, patches_per_epoch=256
+        )
     if name == 'simulated-segmentation':
         return SimulatedSegmentationDataModule(
             num_train=512, num_val=64, batch_size=batch_size
         )
     return SimulatedChangeDataModule(num_train=512, num_val=64, batch_size=batch_size)
+
+
+def save_reconstruction_figure(task: TwoStreamVAE, datamodule: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    batch = datamodule.aug(next(iter(datamodule.val_dataloader())))
+    task.eval()
+    with torch.no_grad():
+        output = task.autoencoder(batch['image'], batch['mask'], sample_posterior=False)
+    figure = task._plot(batch, output.image, output.mask_logits.argmax(dim=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=70, bbox_inches='tight')
+    plt.close(figure)
+    return path
 
 
 def main() -> None:
@@ -71,7 +90,7 @@ def main() -> None:
     trainer = Trainer(
         max_time={'minutes': options.minutes},
         max_epochs=-1,
-        check_val_every_n_epoch=100 if oscd else 5,
+        check_val_every_n_epoch=2 if oscd else 5,
         num_sanity_val_steps=0,
         default_root_dir=work,
         log_every_n_steps=10,

@@ -1,9 +1,11 @@
 """TorchGeo datamodules of torchgeo-specdm."""
 
+from .oscd import OSCDPatchDataModule
 from .segmunich import SegMunichDataModule
 from .simulated import SimulatedChangeDataModule, SimulatedSegmentationDataModule
 
 __all__ = (
+    'OSCDPatchDataModule',
     'SegMunichDataModule',
     'SimulatedChangeDataModule',
     'SimulatedSegmentationDataModule',

@@ -303,3 +303,65 @@ def plot_change(
     if suptitle is not None:
         fig.suptitle(suptitle)
     return fig
+
+
+def plot_sample_grid(
+    images: Tensor,
+    masks: Tensor,
+    rgb_indices: Sequence[int],
+    class_names: Sequence[str],
+    titles: Sequence[str] | None = None,
+    columns: int = 4,
+    suptitle: str | None = None,
+) -> Figure:
+    """A grid of image-mask pairs: each pair shows its image(s) above its mask.
+
+    Args:
+        images: [N, C, H, W] or [N, 2, C, H, W] images (change pairs show both dates).
+        masks: [N, H, W] or [N, 1, H, W] labels.
+        rgb_indices: bands shown as red, green and blue.
+        class_names: class names, for the colours and the legend.
+        titles: optional title of each pair.
+        columns: pairs per row.
+        suptitle: optional figure title.
+
+    Returns:
+        the figure.
+    """
+    count = len(images)
+    dates = images.shape[1] if images.ndim == 5 else 1
+    panel_rows = dates + 1
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(
+        rows * panel_rows,
+        columns,
+        figsize=(2.2 * columns, 2.2 * rows * panel_rows),
+        squeeze=False,
+    )
+    cmap = class_colormap(len(class_names))
+    for ax in axes.flat:
+        ax.axis('off')
+    for index in range(count):
+        row, column = divmod(index, columns)
+        stack = images[index].reshape(dates, *images.shape[-3:])
+        for date in range(dates):
+            ax = axes[row * panel_rows + date, column]
+            ax.imshow(false_colour(stack[date], rgb_indices))
+            if date == 0 and titles is not None:
+                ax.set_title(titles[index], fontsize=8)
+        _show_labels(
+            axes[row * panel_rows + dates, column],
+            _squeeze_mask(masks[index], 'mask'),
+            cmap,
+        )
+    handles = [
+        Patch(facecolor=cmap(i), edgecolor='black', label=name)
+        for i, name in enumerate(class_names)
+    ]
+    figure.legend(
+        handles=handles, loc='lower center', ncol=min(4, len(handles)), fontsize=8
+    )
+    if suptitle is not None:
+        figure.suptitle(suptitle)
+    figure.tight_layout(rect=(0, 0.06, 1, 0.97))
+    return figure

@@ -1,0 +1,91 @@
+"""OSCD datamodule that cuts many patches per epoch from cities held in memory."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import random_split
+from torchgeo.datamodules import NonGeoDataModule
+from torchgeo.datamodules.oscd import MEAN, STD
+from torchgeo.datasets import OSCD
+
+from ..datasets.patches import ScenePatches
+from ..transforms import BitemporalAugmentation
+
+
+class OSCDPatchDataModule(NonGeoDataModule):
+    """OSCD with many random patches per epoch and a fixed grid for evaluation.
+
+    torchgeo's :class:`~torchgeo.datamodules.OSCDDataModule` gives one random crop
+    per city per epoch, so the 8 training cities of the standard split make one
+    small batch per epoch and re-read every GeoTIFF each time. This datamodule reads
+    each city once, draws ``patches_per_epoch`` random patches from the training
+    cities, and tiles the validation and test cities with a non-overlapping grid,
+    so evaluation is deterministic. The city split is torchgeo's
+    (``random_split`` with seed 0), and so are the normalisation statistics.
+
+    .. versionadded:: 0.1
+    """
+
+    num_classes = 2
+    class_names = ('No change', 'Change')
+
+    def __init__(
+        self,
+        batch_size: int = 16,
+        patch_size: int = 64,
+        patches_per_epoch: int = 256,
+        val_split_pct: float = 0.2,
+        num_workers: int = 0,
+        bands: Sequence[str] = OSCD.all_bands,
+        **kwargs: Any,
+    ) -> None:
+        """Initialize a new OSCDPatchDataModule instance.
+
+        Args:
+            batch_size: size of each mini-batch.
+            patch_size: side of each square patch in pixels.
+            patches_per_epoch: random training patches per epoch.
+            val_split_pct: share of the training cities held out for validation.
+            num_workers: number of workers for parallel data loading.
+            bands: bands to load.
+            **kwargs: additional keyword arguments passed to
+                :class:`~torchgeo.datasets.OSCD` (``root`` among them).
+        """
+        super().__init__(OSCD, batch_size, num_workers, bands=tuple(bands), **kwargs)
+        self.patch_size = patch_size
+        self.patches_per_epoch = patches_per_epoch
+        self.val_split_pct = val_split_pct
+        self.bands = tuple(bands)
+        self.mean = torch.tensor([MEAN[band] for band in self.bands])
+        self.std = torch.tensor([STD[band] for band in self.bands])
+        self.train_aug = BitemporalAugmentation(self.mean, self.std, train=True)
+        self.aug = BitemporalAugmentation(self.mean, self.std, train=False)
+
+    def setup(self, stage: str) -> None:
+        """Set up datasets.
+
+        Args:
+            stage: Either 'fit', 'validate', 'test', or 'predict'.
+        """
+        if stage in ['fit', 'validate']:
+            dataset = OSCD(split='train', **self.kwargs)
+            generator = torch.Generator().manual_seed(0)
+            train, val = random_split(
+                dataset, [1 - self.val_split_pct, self.val_split_pct], generator
+            )
+            self.train_cities = [dataset.files[i]['region'] for i in train.indices]
+            self.val_cities = [dataset.files[i]['region'] for i in val.indices]
+            self.train_dataset = ScenePatches(
+                [dataset[i] for i in train.indices],
+                self.patch_size,
+                num_patches=self.patches_per_epoch,
+            )
+            self.val_dataset = ScenePatches(
+                [dataset[i] for i in val.indices], self.patch_size
+            )
+        if stage in ['test']:
+            dataset = OSCD(split='test', **self.kwargs)
+            self.test_dataset = ScenePatches(
+                [dataset[i] for i in range(len(dataset))], self.patch_size
+            )
