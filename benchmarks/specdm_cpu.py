@@ -98,7 +98,11 @@ def main() -> None:
     if options.vae_checkpoint is None:
         start = time.perf_counter()
         vae = TwoStreamVAE(
-            architecture=options.architecture, lr=2e-3, patience=1000, num_plots=1
+            architecture=options.architecture,
+            mask_latent_channels=4,
+            lr=2e-3,
+            patience=1000,
+            num_plots=1,
         )
         Trainer(
             max_time={'minutes': options.vae_minutes},

@@ -74,8 +74,9 @@ def main() -> None:
         '--architecture', choices=['two_stream', 'single_stream'], default='two_stream'
     )
     parser.add_argument(
-        '--out', default=str(RESULTS), help='folder for the JSON and Markdown'
+        '--out', default=str(RESULTS), help='folder for the JSON and PNG'
     )
+    parser.add_argument('--mask-latent-channels', type=int, default=4)
     parser.add_argument('--work-dir', default='outputs/vae_reconstruction')
     parser.add_argument('--seed', type=int, default=0)
     options = parser.parse_args()
@@ -83,7 +84,11 @@ def main() -> None:
     seed_everything(options.seed)
     datamodule = build_datamodule(options.dataset, options.root, options.batch_size)
     task = TwoStreamVAE(
-        architecture=options.architecture, lr=2e-3, patience=1000, num_plots=1
+        architecture=options.architecture,
+        mask_latent_channels=options.mask_latent_channels,
+        lr=2e-3,
+        patience=1000,
+        num_plots=1,
     )
     oscd = options.dataset == 'oscd'
     work = Path(options.work_dir) / f'{options.dataset}-{options.architecture}'

@@ -222,3 +222,23 @@ def test_sample_cli_errors(
             )
         assert exit_info.value.code == 2
         assert message.replace('\\', '') in capsys.readouterr().err
+
+
+def _checksums(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob('*.tif'))
+    }
+
+
+def test_sharded_sampling_is_byte_identical(trained: dict[str, Path], tmp_path: Path) -> None:
+    from torchgeo_specdm.sample import generate
+
+    checkpoint = trained['simulated_segmentation']
+    one = generate(checkpoint, tmp_path / 'one', 4, steps=3, batch_size=2, devices=1)
+    two = generate(checkpoint, tmp_path / 'two', 4, steps=3, batch_size=2, devices=2)
+    assert len(_checksums(tmp_path / 'one')) == 8
+    assert _checksums(tmp_path / 'one') == _checksums(tmp_path / 'two')
+    assert one['samples'] == two['samples']

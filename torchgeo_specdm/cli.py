@@ -126,8 +126,8 @@ def sample_main(args: Sequence[str]) -> None:
         steps=options.steps,
         batch_size=options.batch_size,
         seed=options.seed,
+        devices=options.devices,
     )
-    assert manifest is not None
     print(f'Wrote {len(manifest["samples"])} pairs to {os.path.abspath(options.out)}')
 
 

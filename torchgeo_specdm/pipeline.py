@@ -123,6 +123,7 @@ class SpecDMPipeline(DiffusionPipeline):
         num_inference_steps: int = 25,
         output_type: Literal['pt', 'latent'] = 'pt',
         return_dict: bool = True,
+        pad_batches: bool = False,
     ) -> SpecDMPipelineOutput | tuple[Tensor, Tensor, Tensor]:
         """Sample image-mask pairs.
 
@@ -134,6 +135,10 @@ class SpecDMPipeline(DiffusionPipeline):
             num_inference_steps: denoising steps.
             output_type: 'pt' decodes images and masks; 'latent' skips decoding.
             return_dict: return a :class:`SpecDMPipelineOutput` rather than a tuple.
+            pad_batches: denoise a short last batch padded to ``batch_size``. On
+                CPU, results are bit-identical only for the same batch size and
+                thread count, so this makes files independent of how the indices
+                are split over processes.
 
         Returns:
             the images, masks and latents.
@@ -158,7 +163,11 @@ class SpecDMPipeline(DiffusionPipeline):
         images, masks, latents = [], [], []
         for start in self.progress_bar(range(0, len(chosen), batch_size)):
             batch = chosen[start : start + batch_size]
-            latent = self._denoise(batch, seed, num_inference_steps)
+            padding = batch_size - len(batch) if pad_batches else 0
+            latent = self._denoise(
+                batch + batch[-1:] * padding, seed, num_inference_steps
+            )
+            latent = latent[: len(batch)]
             latents.append(latent.cpu())
             if output_type == 'pt':
                 image, mask = self.decode(latent)

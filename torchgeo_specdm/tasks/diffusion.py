@@ -345,6 +345,53 @@ class LatentDiffusion(BaseTask):
             )
         return (self.vae.autoencoder.latent_channels, int(size[0]), int(size[1]))
 
+    def configure_prediction(
+        self, sampler: Sampler, steps: int, seed: int, batch_size: int
+    ) -> None:
+        """Choose how :meth:`predict_step` samples.
+
+        Args:
+            sampler: 'ddpm', 'ddim' or 'dpmpp'.
+            steps: denoising steps.
+            seed: run seed; sample i depends on (seed, i) only.
+            batch_size: every batch is padded to this size.
+        """
+        self.prediction_settings = {
+            'sampler': sampler,
+            'steps': steps,
+            'seed': seed,
+            'batch_size': batch_size,
+        }
+
+    def predict_step(
+        self, batch: Tensor, batch_idx: int, dataloader_idx: int = 0
+    ) -> Any:
+        """Generate the pairs of a batch of sample indices.
+
+        Args:
+            batch: sample indices.
+            batch_idx: Integer displaying index of this batch.
+            dataloader_idx: Index of the current dataloader.
+
+        Returns:
+            the pipeline's output for those indices.
+        """
+        settings = getattr(self, 'prediction_settings', None) or {
+            'sampler': 'dpmpp',
+            'steps': 25,
+            'seed': 0,
+            'batch_size': len(batch),
+        }
+        pipeline = self.pipeline(settings['sampler'])
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline(
+            indices=batch.tolist(),
+            batch_size=settings['batch_size'],
+            seed=settings['seed'],
+            num_inference_steps=settings['steps'],
+            pad_batches=True,
+        )
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the VAE's hyperparameters and the EMA state with the weights.
 
