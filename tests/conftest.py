@@ -55,3 +55,42 @@ def tiny_vae(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         data: _train_tiny_vae(tmp_path_factory.mktemp(data), data)
         for data in ('simulated_segmentation', 'simulated_change')
     }
+
+
+TINY_DIFFUSION = [
+    '--model.init_args.block_out_channels=[16, 32]',
+    '--model.init_args.num_val_samples=2',
+    '--model.init_args.val_steps=2',
+    '--data.init_args.num_train=8',
+    '--data.init_args.num_val=4',
+    '--data.init_args.size=32',
+    '--data.init_args.batch_size=4',
+]
+
+
+def fit_tiny_diffusion(vae: Path, data: str, directory: Path, extra: list[str]) -> None:
+    from torchgeo_specdm.cli import main
+
+    args = ['fit', '--config', str(ROOT / 'benchmarks' / 'configs' / 'diffusion.yaml')]
+    args += ['--config', str(ROOT / 'datamodules' / f'{data}.yaml')]
+    args += [f'--model.init_args.vae_checkpoint={vae}']
+    args += [
+        f'--trainer.default_root_dir={directory}',
+        '--trainer.enable_progress_bar=false',
+    ]
+    main(args + TINY_DIFFUSION + extra)
+
+
+@pytest.fixture(scope='session')
+def tiny_diffusion(
+    tiny_vae: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Tiny diffusion models trained for two epochs on the tiny VAEs' latents."""
+    out = {}
+    for data in ('simulated_segmentation', 'simulated_change'):
+        directory = tmp_path_factory.mktemp(f'diffusion-{data}')
+        extra = ['--trainer.max_epochs=2', '--trainer.check_val_every_n_epoch=1']
+        extra += ['--model.init_args.sample_every_n_epochs=1', '--trainer.logger=false']
+        fit_tiny_diffusion(tiny_vae[data], data, directory, extra)
+        out[data] = next(directory.rglob('last.ckpt'))
+    return out

@@ -11,36 +11,13 @@ from torchgeo_specdm.datasets import InvalidInputError
 from torchgeo_specdm.pipeline import make_scheduler, sample_seed
 from torchgeo_specdm.tasks import LatentDiffusion
 
-from .conftest import ROOT
-
-DIFFUSION = str(ROOT / 'benchmarks' / 'configs' / 'diffusion.yaml')
-SMALL = [
-    '--model.init_args.block_out_channels=[16, 32]',
-    '--model.init_args.num_val_samples=2',
-    '--model.init_args.val_steps=2',
-    '--data.init_args.num_train=8',
-    '--data.init_args.num_val=4',
-    '--data.init_args.size=32',
-    '--data.init_args.batch_size=4',
-]
+from .conftest import fit_tiny_diffusion
 
 
 def _fit(
     tiny_vae: dict[str, Path], data: str, tmp_path: Path, extra: list[str]
 ) -> None:
-    args = [
-        'fit',
-        '--config',
-        DIFFUSION,
-        '--config',
-        str(ROOT / 'datamodules' / f'{data}.yaml'),
-    ]
-    args += [f'--model.init_args.vae_checkpoint={tiny_vae[data]}']
-    args += [
-        f'--trainer.default_root_dir={tmp_path}',
-        '--trainer.enable_progress_bar=false',
-    ]
-    main(args + SMALL + extra)
+    fit_tiny_diffusion(tiny_vae[data], data, tmp_path, extra)
 
 
 @pytest.mark.parametrize('data', ['simulated_segmentation', 'simulated_change'])
@@ -48,26 +25,14 @@ def test_fast_dev_run(tiny_vae: dict[str, Path], data: str, tmp_path: Path) -> N
     _fit(tiny_vae, data, tmp_path, ['--trainer.fast_dev_run=true'])
 
 
-@pytest.fixture(scope='module')
-def trained(
-    tiny_vae: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Path]:
-    out = {}
-    for data in ('simulated_segmentation', 'simulated_change'):
-        directory = tmp_path_factory.mktemp(f'diffusion-{data}')
-        extra = ['--trainer.max_epochs=2', '--trainer.check_val_every_n_epoch=1']
-        extra += ['--model.init_args.sample_every_n_epochs=1', '--trainer.logger=false']
-        _fit(tiny_vae, data, directory, extra)
-        out[data] = next(directory.rglob('last.ckpt'))
-    return out
-
-
-def test_checkpoint_holds_vae_ema_and_latent_size(trained: dict[str, Path]) -> None:
-    checkpoint = torch.load(trained['simulated_segmentation'], weights_only=True)
+def test_checkpoint_holds_vae_ema_and_latent_size(
+    tiny_diffusion: dict[str, Path],
+) -> None:
+    checkpoint = torch.load(tiny_diffusion['simulated_segmentation'], weights_only=True)
     assert 'ema' in checkpoint
     assert checkpoint['vae_hparams']['in_channels'] == 10
     assert checkpoint['hyper_parameters']['latent_size'] == [8, 8]
-    model = LatentDiffusion.from_checkpoint(trained['simulated_segmentation'])
+    model = LatentDiffusion.from_checkpoint(tiny_diffusion['simulated_segmentation'])
     assert model.latent_shape() == (6, 8, 8)
 
 
@@ -80,13 +45,13 @@ def test_checkpoint_holds_vae_ema_and_latent_size(trained: dict[str, Path]) -> N
 )
 @pytest.mark.parametrize('sampler', ['ddpm', 'ddim', 'dpmpp'])
 def test_pipeline_shapes(
-    trained: dict[str, Path],
+    tiny_diffusion: dict[str, Path],
     data: str,
     image_shape: tuple[int, ...],
     mask_shape: tuple[int, ...],
     sampler: str,
 ) -> None:
-    pipeline = LatentDiffusion.from_checkpoint(trained[data]).pipeline(sampler)  # type: ignore[arg-type]
+    pipeline = LatentDiffusion.from_checkpoint(tiny_diffusion[data]).pipeline(sampler)  # type: ignore[arg-type]
     pipeline.set_progress_bar_config(disable=True)
     output = pipeline(num_samples=3, batch_size=2, num_inference_steps=3)
     assert output.image.shape == image_shape
@@ -99,10 +64,10 @@ def test_pipeline_shapes(
 
 
 def test_same_seed_same_samples_whatever_the_batch_size(
-    trained: dict[str, Path],
+    tiny_diffusion: dict[str, Path],
 ) -> None:
     pipeline = LatentDiffusion.from_checkpoint(
-        trained['simulated_segmentation']
+        tiny_diffusion['simulated_segmentation']
     ).pipeline('ddpm')
     pipeline.set_progress_bar_config(disable=True)
     whole = pipeline(num_samples=4, batch_size=4, num_inference_steps=5, seed=7)
@@ -115,9 +80,9 @@ def test_same_seed_same_samples_whatever_the_batch_size(
     assert not torch.allclose(other.latents[0], whole.latents[0])
 
 
-def test_pipeline_argument_errors(trained: dict[str, Path]) -> None:
+def test_pipeline_argument_errors(tiny_diffusion: dict[str, Path]) -> None:
     pipeline = LatentDiffusion.from_checkpoint(
-        trained['simulated_segmentation']
+        tiny_diffusion['simulated_segmentation']
     ).pipeline('ddim')
     with pytest.raises(InvalidInputError, match=r'steps=2000: must lie in \[1, 1000\]'):
         pipeline(num_samples=1, num_inference_steps=2000)
@@ -164,7 +129,10 @@ def test_missing_vae_checkpoint_is_a_clear_error() -> None:
     [('simulated_segmentation', (10, 32, 32)), ('simulated_change', (2, 13, 32, 32))],
 )
 def test_sample_cli_export_and_reload(
-    trained: dict[str, Path], data: str, image_shape: tuple[int, ...], tmp_path: Path
+    tiny_diffusion: dict[str, Path],
+    data: str,
+    image_shape: tuple[int, ...],
+    tmp_path: Path,
 ) -> None:
     from torchgeo_specdm.datasets import SyntheticDataset
 
@@ -173,7 +141,7 @@ def test_sample_cli_export_and_reload(
         [
             'sample',
             '--checkpoint',
-            str(trained[data]),
+            str(tiny_diffusion[data]),
             '--num-samples',
             '3',
             '--out',
@@ -187,7 +155,7 @@ def test_sample_cli_export_and_reload(
     dataset = SyntheticDataset(out)
     assert len(dataset) == 3
     assert dataset[0]['image'].shape == image_shape
-    pipeline = LatentDiffusion.from_checkpoint(trained[data]).pipeline('dpmpp')
+    pipeline = LatentDiffusion.from_checkpoint(tiny_diffusion[data]).pipeline('dpmpp')
     expected = pipeline(indices=[1], num_inference_steps=3)
     torch.testing.assert_close(
         dataset[1]['image'], expected.image[0], rtol=1e-4, atol=1e-2
@@ -196,9 +164,9 @@ def test_sample_cli_export_and_reload(
 
 
 def test_sample_cli_errors(
-    trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_diffusion: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    checkpoint = str(trained['simulated_segmentation'])
+    checkpoint = str(tiny_diffusion['simulated_segmentation'])
     cases = [
         (['--num-samples', '0'], '--num-samples 0: ask for at least one sample'),
         (['--num-samples', '-3'], '--num-samples -3'),
@@ -233,10 +201,12 @@ def _checksums(root: Path) -> dict[str, str]:
     }
 
 
-def test_sharded_sampling_is_byte_identical(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_sharded_sampling_is_byte_identical(
+    tiny_diffusion: dict[str, Path], tmp_path: Path
+) -> None:
     from torchgeo_specdm.sample import generate
 
-    checkpoint = trained['simulated_segmentation']
+    checkpoint = tiny_diffusion['simulated_segmentation']
     one = generate(checkpoint, tmp_path / 'one', 4, steps=3, batch_size=2, devices=1)
     two = generate(checkpoint, tmp_path / 'two', 4, steps=3, batch_size=2, devices=2)
     assert len(_checksums(tmp_path / 'one')) == 8

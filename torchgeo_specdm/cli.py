@@ -115,6 +115,13 @@ def sample_main(args: Sequence[str]) -> None:
     parser.add_argument(
         '--seed', type=int, default=0, help='sample i depends on (seed, i)'
     )
+    parser.add_argument(
+        '--devices',
+        type=int,
+        default=1,
+        help='processes or GPUs to shard the samples over (Lightning DDP); the files '
+        'are identical whatever the number',
+    )
     options = parser.parse_args(args)
     from .sample import generate
 

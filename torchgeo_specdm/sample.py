@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
+from rasterio.errors import RasterioIOError
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -125,11 +127,12 @@ class GeneratedDatasetWriter(BasePredictionWriter):
         """
         assert self.writer is not None
         for position, index in enumerate(batch.tolist()):
-            self.writer.write(
+            write_pair(
+                self.writer,
                 index,
                 prediction.image[position],
                 prediction.mask[position],
-                seed=sample_seed(self.seed, index),
+                self.seed,
             )
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
@@ -262,11 +265,8 @@ def generate(
         )
         assert isinstance(output, SpecDMPipelineOutput)
         for position, index in enumerate(chunk):
-            writer.write(
-                index,
-                output.image[position],
-                output.mask[position],
-                seed=sample_seed(seed, index),
+            write_pair(
+                writer, index, output.image[position], output.mask[position], seed
             )
         progress.update(len(chunk))
     progress.close()
@@ -281,8 +281,35 @@ def _make_writer(out: Path, **kwargs: Any) -> DatasetWriter:
         )
     try:
         return DatasetWriter(out, **kwargs)
-    except PermissionError as error:
+    except OSError as error:
         raise InvalidInputError(
-            f'--out {out}: cannot write there ({error.strerror}). Pick a folder you '
-            'can write to.'
+            f'--out {out}: cannot write there ({error.strerror or error}). Pick a '
+            'folder you can write to.'
+        ) from None
+
+
+def write_pair(
+    writer: DatasetWriter, index: int, image: Tensor, mask: Tensor, seed: int
+) -> None:
+    """Write one generated pair, turning I/O failures into a clear error.
+
+    Args:
+        writer: the dataset writer.
+        index: sample index.
+        image: its image(s).
+        mask: its mask.
+        seed: the run seed.
+
+    Raises:
+        InvalidInputError: if the disk is full or the file cannot be written.
+    """
+    try:
+        writer.write(index, image, mask, seed=sample_seed(seed, index))
+    except (OSError, RasterioIOError) as error:
+        reason = getattr(error, 'strerror', None) or str(error)
+        finished = len(writer.completed())
+        raise InvalidInputError(
+            f'{writer.root}: writing sample {index} failed ({reason}). Free disk '
+            'space or pick another --out, then rerun the same command: the '
+            f'{finished} finished samples are kept and no partial file was left.'
         ) from None
