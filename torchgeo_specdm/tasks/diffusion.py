@@ -237,14 +237,17 @@ class LatentDiffusion(BaseTask):
         self.log('train_loss', loss, batch_size=latent.shape[0], prog_bar=True)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Update the EMA of the U-Net weights.
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Step the optimizer, then the EMA of the U-Net weights.
+
+        Updating here, not in ``on_train_batch_end``, keeps the EMA in step with
+        checkpoints that callbacks save at the end of a batch.
 
         Args:
-            outputs: the training step's outputs.
-            batch: the batch.
-            batch_idx: its index.
+            args: Lightning's positional arguments.
+            kwargs: Lightning's keyword arguments.
         """
+        super().optimizer_step(*args, **kwargs)
         if self.ema is not None:
             self.ema.to(self.device)
             self.ema.step(self.unet.parameters())
