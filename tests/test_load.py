@@ -1,0 +1,58 @@
+"""SyntheticDataset under load: many workers, many samples, several epochs (slow)."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from torchgeo_specdm.datasets import SyntheticDataset
+from torchgeo_specdm.export import DatasetWriter
+
+NUM_SAMPLES = 10_000
+
+
+def _rss_mib() -> float:
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError('no VmRSS in /proc/self/status')
+
+
+@pytest.mark.slow
+def test_every_sample_once_per_epoch_with_flat_memory(tmp_path: Path) -> None:
+    writer = DatasetWriter(
+        tmp_path,
+        'segmentation',
+        bands=['B02', 'B03', 'B04', 'B08'],
+        num_classes=2,
+        class_names=['a', 'b'],
+        generator={
+            'checkpoint_sha256': '0' * 64,
+            'sampler': 'dpmpp',
+            'steps': 1,
+            'guidance_scale': 1.0,
+            'request': None,
+            'seed': 0,
+            'package_version': '0.1.0',
+        },
+    )
+    for index in range(NUM_SAMPLES):
+        image = torch.full((4, 8, 8), float(index))
+        writer.write(index, image, torch.zeros(8, 8, dtype=torch.long), seed=index)
+    writer.finalize(NUM_SAMPLES)
+
+    dataset = SyntheticDataset(tmp_path)
+    loader = DataLoader(
+        dataset, batch_size=64, shuffle=True, num_workers=8, persistent_workers=True
+    )
+    rss = []
+    for _ in range(3):
+        seen = torch.cat([batch['image'][:, 0, 0, 0].long() for batch in loader])
+        assert seen.numel() == NUM_SAMPLES
+        assert torch.equal(seen.sort().values, torch.arange(NUM_SAMPLES))
+        rss.append(_rss_mib())
+    assert rss[-1] < rss[0] * 1.1 + 16, f'main-process RSS grew over epochs: {rss} MiB'
+    assert os.cpu_count()
