@@ -77,19 +77,29 @@ def main() -> None:
         '--out', default=str(RESULTS), help='folder for the JSON and PNG'
     )
     parser.add_argument('--mask-latent-channels', type=int, default=4)
+    parser.add_argument(
+        '--init-checkpoint', help='continue training the weights of this VAE checkpoint'
+    )
     parser.add_argument('--work-dir', default='outputs/vae_reconstruction')
     parser.add_argument('--seed', type=int, default=0)
     options = parser.parse_args()
 
     seed_everything(options.seed)
     datamodule = build_datamodule(options.dataset, options.root, options.batch_size)
-    task = TwoStreamVAE(
-        architecture=options.architecture,
-        mask_latent_channels=options.mask_latent_channels,
-        lr=2e-3,
-        patience=1000,
-        num_plots=1,
-    )
+    previous_steps = 0
+    if options.init_checkpoint:
+        task = TwoStreamVAE.from_checkpoint(options.init_checkpoint)
+        previous_steps = torch.load(options.init_checkpoint, weights_only=True)[
+            'global_step'
+        ]
+    else:
+        task = TwoStreamVAE(
+            architecture=options.architecture,
+            mask_latent_channels=options.mask_latent_channels,
+            lr=2e-3,
+            patience=1000,
+            num_plots=1,
+        )
     oscd = options.dataset == 'oscd'
     work = Path(options.work_dir) / f'{options.dataset}-{options.architecture}'
     trainer = Trainer(
@@ -121,7 +131,9 @@ def main() -> None:
         'architecture': options.architecture,
         'root': options.root,
         'train_minutes': round(train_seconds / 60, 2),
-        'steps': trainer.global_step,
+        'steps': previous_steps + trainer.global_step,
+        'initial_checkpoint': options.init_checkpoint,
+        'previous_steps': previous_steps,
         'epochs': trainer.current_epoch,
         'batch_size': datamodule.batch_size,
         'val_sam_degrees': metrics['val_sam'],

@@ -1,5 +1,6 @@
 """TorchGeo datamodules of torchgeo-specdm."""
 
+from .mixing import SyntheticMixDataModule
 from .oscd import OSCDPatchDataModule
 from .segmunich import SegMunichDataModule
 from .simulated import SimulatedChangeDataModule, SimulatedSegmentationDataModule
@@ -9,4 +10,5 @@ __all__ = (
     'SegMunichDataModule',
     'SimulatedChangeDataModule',
     'SimulatedSegmentationDataModule',
+    'SyntheticMixDataModule',
 )
