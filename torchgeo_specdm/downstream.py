@@ -1,0 +1,154 @@
+"""Downstream models trained on real data: the judges of alignment and Fréchet distance."""
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import torch
+from einops import rearrange
+from lightning.pytorch import Trainer
+from torch import Tensor
+from torchgeo.datamodules import NonGeoDataModule
+from torchgeo.tasks import ChangeDetection, SemanticSegmentation
+
+from .tasks.checkpoints import own_hyperparameters, read_checkpoint
+from .tasks.utils import infer_data_spec
+from .types import Path
+
+
+def make_downstream_task(
+    in_channels: int, num_classes: int, change: bool, lr: float = 1e-3
+) -> SemanticSegmentation | ChangeDetection:
+    """TorchGeo's stock smp U-Net (ResNet-18 encoder, trained from scratch).
+
+    Args:
+        in_channels: bands per image.
+        num_classes: classes (2 for change detection).
+        change: build a change-detection task on image pairs.
+        lr: learning rate.
+
+    Returns:
+        the task.
+    """
+    with own_hyperparameters():
+        if change:
+            return ChangeDetection(
+                model='unet',
+                backbone='resnet18',
+                weights=None,
+                in_channels=in_channels,
+                task='binary',
+                loss='bce',
+                lr=lr,
+            )
+        return SemanticSegmentation(
+            model='unet',
+            backbone='resnet18',
+            weights=None,
+            in_channels=in_channels,
+            task='multiclass',
+            num_classes=num_classes,
+            loss='ce',
+            lr=lr,
+        )
+
+
+def train_downstream(
+    datamodule: NonGeoDataModule, minutes: float, work_dir: Path, max_epochs: int = -1
+) -> SemanticSegmentation | ChangeDetection:
+    """Train a stock TorchGeo baseline on a datamodule for a time budget.
+
+    Args:
+        datamodule: the (real) training data.
+        minutes: wall-clock budget.
+        work_dir: folder for Lightning's files.
+        max_epochs: epoch cap (-1 for none).
+
+    Returns:
+        the trained task, in eval mode.
+    """
+    datamodule.setup('fit')
+    spec = infer_data_spec(datamodule)
+    task = make_downstream_task(
+        spec['in_channels'], spec['num_classes'], spec['num_images'] == 2
+    )
+    trainer = Trainer(
+        max_time=timedelta(minutes=minutes),
+        max_epochs=max_epochs,
+        default_root_dir=os.fspath(work_dir),
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(task, datamodule=datamodule)
+    os.makedirs(work_dir, exist_ok=True)
+    trainer.save_checkpoint(os.path.join(work_dir, 'downstream.ckpt'))
+    return task.eval()
+
+
+def load_downstream(path: Path, change: bool) -> SemanticSegmentation | ChangeDetection:
+    """Load a downstream checkpoint without running code stored in it.
+
+    Args:
+        path: a SemanticSegmentation or ChangeDetection checkpoint.
+        change: it is a change-detection model.
+
+    Returns:
+        the task, in eval mode.
+    """
+    checkpoint = read_checkpoint(path)
+    hparams = {
+        k: v for k, v in checkpoint['hyper_parameters'].items() if not k.startswith('_')
+    }
+    task_class = ChangeDetection if change else SemanticSegmentation
+    with own_hyperparameters():
+        task = task_class(**hparams)
+    task.load_state_dict(checkpoint['state_dict'])
+    return task.eval()
+
+
+def _model_input(image: Tensor) -> Tensor:
+    return rearrange(image, 'b t c h w -> b (t c) h w') if image.ndim == 5 else image
+
+
+@torch.no_grad()
+def predict_labels(task: Any, image: Tensor, batch_size: int = 32) -> Tensor:
+    """Labels a downstream model predicts for normalised images.
+
+    Args:
+        task: a SemanticSegmentation or ChangeDetection task.
+        image: normalised images, [N, C, H, W] or [N, 2, C, H, W].
+        batch_size: images per forward pass.
+
+    Returns:
+        [N, H, W] labels (0/1 for change).
+    """
+    outputs = []
+    for start in range(0, len(image), batch_size):
+        logits = task(_model_input(image[start : start + batch_size]))
+        outputs.append(
+            (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
+        )
+    return torch.cat(outputs)
+
+
+@torch.no_grad()
+def encoder_features(task: Any, image: Tensor, batch_size: int = 32) -> Tensor:
+    """Globally pooled deepest features of the downstream model's encoder.
+
+    Args:
+        task: a SemanticSegmentation or ChangeDetection task with an smp model.
+        image: normalised images.
+        batch_size: images per forward pass.
+
+    Returns:
+        [N, D] features.
+    """
+    features = []
+    for start in range(0, len(image), batch_size):
+        deepest = task.model.encoder(_model_input(image[start : start + batch_size]))[
+            -1
+        ]
+        features.append(deepest.mean(dim=(2, 3)))
+    return torch.cat(features)

@@ -1,0 +1,330 @@
+"""Fidelity report of a generated dataset against real data (``specdm evaluate``)."""
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchgeo.datamodules import NonGeoDataModule
+
+from . import metrics
+from .datasets import SyntheticDataset
+from .datasets.plotting import class_colormap, plot_sample_grid
+from .downstream import encoder_features, predict_labels
+from .export import update_alignment
+from .tasks.utils import rgb_indices
+from .types import Path
+
+
+def _stack(dataset: Any, limit: int) -> tuple[Tensor, Tensor]:
+    count = min(limit, len(dataset))
+    samples = [dataset[i] for i in range(count)]
+    return torch.stack([s['image'] for s in samples]), torch.stack(
+        [s['mask'] for s in samples]
+    )
+
+
+def _normalise(datamodule: NonGeoDataModule, image: Tensor, mask: Tensor) -> Tensor:
+    batch = datamodule.aug({'image': image.clone(), 'mask': mask.clone()})
+    normalised: Tensor = batch['image']
+    return normalised
+
+
+def _thumbnails(image: Tensor, std: Tensor) -> Tensor:
+    """Images scaled per band and pooled to 16 x 16, as vectors for distances."""
+    flat = image.reshape(-1, *image.shape[-3:]) / std.view(1, -1, 1, 1)
+    pooled = F.adaptive_avg_pool2d(flat, 16)
+    return pooled.reshape(len(image), -1)
+
+
+def evaluate_synthetic(
+    synthetic_root: Path,
+    datamodule: NonGeoDataModule,
+    out: Path,
+    downstream: Any | None = None,
+    max_real: int = 256,
+) -> dict[str, Any]:
+    """Compute every fidelity metric of a generated dataset and write the report.
+
+    Args:
+        synthetic_root: a folder written by ``specdm sample``.
+        datamodule: the real data (its validation split is the reference, its
+            training split the memorisation reference).
+        out: folder for ``report.md``, ``metrics.json`` and the PNGs.
+        downstream: a real-trained TorchGeo segmentation or change model; it
+            scores alignment (stored in the manifest) and gives the features of
+            the Fréchet distance. Without it those two are skipped.
+        max_real: at most this many real samples per split.
+
+    Returns:
+        the metrics.
+    """
+    os.makedirs(out, exist_ok=True)
+    synthetic = SyntheticDataset(synthetic_root)
+    fake_image, fake_mask = _stack(synthetic, len(synthetic))
+    datamodule.setup('fit')
+    real_image, real_mask = _stack(datamodule.val_dataset, max_real)
+    train_image, _ = _stack(datamodule.train_dataset, max_real)
+    classes = synthetic.num_classes
+    names = list(synthetic.classes)
+    per_class = metrics.spectral_angle_degrees(
+        metrics.class_mean_spectra(fake_image, fake_mask, classes),
+        metrics.class_mean_spectra(real_image, real_mask, classes),
+    )
+    wasserstein = metrics.band_wasserstein(fake_image, real_image)
+    std = (
+        real_image.reshape(-1, *real_image.shape[-3:])
+        .std(dim=(0, 2, 3))
+        .clamp_min(1e-6)
+    )
+    fake_nn = metrics.nearest_neighbour_distances(
+        _thumbnails(fake_image, std), _thumbnails(train_image, std)
+    )
+    real_nn = metrics.nearest_neighbour_distances(
+        _thumbnails(train_image, std), _thumbnails(train_image, std), exclude_self=True
+    )
+    result: dict[str, Any] = {
+        'synthetic_root': os.fspath(synthetic_root),
+        'num_synthetic': len(synthetic),
+        'num_real': len(real_image),
+        'class_names': names,
+        'class_spectrum_sam_degrees': {n: _number(v) for n, v in zip(names, per_class)},
+        'mean_class_spectrum_sam_degrees': _number(
+            per_class[~per_class.isnan()].mean()
+        ),
+        'band_wasserstein': dict(zip(synthetic.bands, wasserstein.tolist())),
+        'class_histogram_tv': float(
+            metrics.class_histogram_tv(fake_mask, real_mask, classes)
+        ),
+        'synthetic_class_frequencies': metrics.class_histogram(
+            fake_mask, classes
+        ).tolist(),
+        'real_class_frequencies': metrics.class_histogram(real_mask, classes).tolist(),
+        'memorisation': {
+            'median_synthetic_to_train': float(fake_nn.median()),
+            'median_train_to_train': float(real_nn.median()),
+            'share_closer_than_real_p5': float(
+                (fake_nn < real_nn.quantile(0.05)).float().mean()
+            ),
+        },
+    }
+    scores = None
+    if downstream is not None:
+        normalised_fake = _normalise(datamodule, fake_image, fake_mask)
+        normalised_real = _normalise(datamodule, real_image, real_mask)
+        predicted = predict_labels(downstream, normalised_fake)
+        scores = metrics.alignment_scores(fake_mask, predicted, classes)
+        ids = [sample['id'] for sample in synthetic.samples]
+        update_alignment(synthetic_root, dict(zip(ids, scores.tolist())))
+        result['alignment'] = {
+            'metric': 'F1 of change' if classes == 2 else 'mean IoU',
+            'mean': float(scores.mean()),
+            'median': float(scores.median()),
+            'p10': float(scores.quantile(0.1)),
+        }
+        result['frechet_distance'] = float(
+            metrics.frechet_distance(
+                encoder_features(downstream, normalised_real),
+                encoder_features(downstream, normalised_fake),
+            )
+        )
+    figures = _plots(
+        out, synthetic, fake_image, fake_mask, real_image, real_mask, scores
+    )
+    with open(os.path.join(out, 'metrics.json'), 'w') as f:
+        json.dump(result, f, indent=2)
+    _write_report(out, result, figures)
+    return result
+
+
+def _number(value: Tensor) -> float | None:
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _plots(
+    out: Path,
+    synthetic: SyntheticDataset,
+    fake_image: Tensor,
+    fake_mask: Tensor,
+    real_image: Tensor,
+    real_mask: Tensor,
+    scores: Tensor | None,
+) -> dict[str, str]:
+    classes, names = synthetic.num_classes, list(synthetic.classes)
+    cmap = class_colormap(classes)
+    figures = {}
+
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    bands = range(len(synthetic.bands))
+    for label in range(classes):
+        for image, mask, style, kind in (
+            (real_image, real_mask, '-', 'real'),
+            (fake_image, fake_mask, '--', 'synthetic'),
+        ):
+            pixels = _class_pixels(image, mask, label)
+            if len(pixels) == 0:
+                continue
+            mean, std = (
+                pixels.mean(0),
+                pixels.std(0) if len(pixels) > 1 else torch.zeros(pixels.shape[1]),
+            )
+            axis.plot(
+                bands, mean, style, color=cmap(label), label=f'{names[label]} ({kind})'
+            )
+            axis.fill_between(
+                bands, mean - std, mean + std, color=cmap(label), alpha=0.08
+            )
+    axis.set_xticks(list(bands), synthetic.bands, rotation=90 if len(bands) > 20 else 0)
+    axis.set_ylabel('value (native units)')
+    axis.set_title(
+        'Per-class mean spectra: real (solid) and synthetic (dashed), +- 1 std'
+    )
+    axis.legend(fontsize=6, ncol=2)
+    figures['spectra'] = _save(figure, out, 'spectra.png')
+
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    width = 0.4
+    positions = torch.arange(classes)
+    axis.bar(
+        positions - width / 2,
+        metrics.class_histogram(real_mask, classes),
+        width,
+        label='real',
+    )
+    axis.bar(
+        positions + width / 2,
+        metrics.class_histogram(fake_mask, classes),
+        width,
+        label='synthetic',
+    )
+    axis.set_xticks(positions.tolist(), names, rotation=30, ha='right')
+    axis.set_ylabel('pixel share')
+    axis.set_title('Class distribution')
+    axis.legend()
+    figures['classes'] = _save(figure, out, 'classes.png')
+
+    rgb = rgb_indices(synthetic.bands, fake_image.shape[-3])
+    figure = plot_sample_grid(
+        fake_image[:8], fake_mask[:8], rgb, names, suptitle='Synthetic pairs'
+    )
+    figures['samples'] = _save(figure, out, 'samples.png')
+    figure = plot_sample_grid(
+        real_image[:8], real_mask[:8], rgb, names, suptitle='Real pairs'
+    )
+    figures['real_samples'] = _save(figure, out, 'real_samples.png')
+
+    if scores is not None:
+        figure, axis = plt.subplots(figsize=(6, 3.5))
+        axis.hist(scores.numpy(), bins=20, range=(0, 1))
+        axis.set_xlabel('alignment score')
+        axis.set_ylabel('pairs')
+        axis.set_title('Alignment of generated masks with a real-trained model')
+        figures['alignment'] = _save(figure, out, 'alignment.png')
+    return figures
+
+
+def _class_pixels(image: Tensor, mask: Tensor, label: int) -> Tensor:
+    channels = image.shape[-3]
+    pixels = (
+        image.reshape(-1, channels, *image.shape[-2:])
+        .permute(0, 2, 3, 1)
+        .reshape(-1, channels)
+    )
+    dates = image.shape[1] if image.ndim == 5 else 1
+    labels = (
+        mask.reshape(mask.shape[0], 1, *mask.shape[-2:])
+        .expand(-1, dates, -1, -1)
+        .reshape(-1)
+    )
+    return pixels[labels == label]
+
+
+def _save(figure: Any, out: Path, name: str) -> str:
+    figure.savefig(os.path.join(out, name), dpi=80, bbox_inches='tight')
+    plt.close(figure)
+    return name
+
+
+def _write_report(out: Path, result: dict[str, Any], figures: dict[str, str]) -> None:
+    lines = [
+        '# SpecDM fidelity report',
+        '',
+        (
+            f'Generated dataset: `{result["synthetic_root"]}` ({result["num_synthetic"]} pairs), '
+            f'against {result["num_real"]} real validation pairs.'
+        ),
+        '',
+        '| metric | value |',
+        '| --- | --- |',
+        f'| mean per-class mean-spectrum SAM (degrees) | {_fmt(result["mean_class_spectrum_sam_degrees"])} |',
+        f'| class-histogram total variation | {result["class_histogram_tv"]:.3f} |',
+        f'| mean per-band Wasserstein-1 (native units) | {sum(result["band_wasserstein"].values()) / len(result["band_wasserstein"]):.1f} |',
+    ]
+    if 'alignment' in result:
+        alignment = result['alignment']
+        lines.append(
+            f'| alignment ({alignment["metric"]}): mean / median / p10 | {alignment["mean"]:.3f} / {alignment["median"]:.3f} / {alignment["p10"]:.3f} |'
+        )
+        lines.append(
+            f'| Fréchet distance, real-trained encoder features | {result["frechet_distance"]:.3f} |'
+        )
+    memo = result['memorisation']
+    lines += [
+        f'| memorisation: median distance synthetic -> nearest train | {memo["median_synthetic_to_train"]:.2f} |',
+        f'| memorisation: median distance train -> nearest other train | {memo["median_train_to_train"]:.2f} |',
+        f'| share of synthetic closer to train than 95 % of real pairs are | {memo["share_closer_than_real_p5"]:.3f} |',
+        '',
+        '## Per-class spectral angle (degrees)',
+        '',
+        '| class | SAM |',
+        '| --- | --- |',
+    ]
+    lines += [
+        f'| {name} | {_fmt(value)} |'
+        for name, value in result['class_spectrum_sam_degrees'].items()
+    ]
+    titles = {
+        'spectra': 'Per-class spectra',
+        'classes': 'Class distribution',
+        'samples': 'Synthetic pairs',
+        'real_samples': 'Real pairs',
+        'alignment': 'Alignment scores',
+    }
+    for key, name in figures.items():
+        lines += ['', f'## {titles[key]}', '', f'![{titles[key]}]({name})']
+    with open(os.path.join(out, 'report.md'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def _fmt(value: float | None) -> str:
+    return 'n/a' if value is None else f'{value:.2f}'
+
+
+def summary_lines(result: dict[str, Any]) -> Sequence[str]:
+    """Headline figures of a report, for the terminal.
+
+    Args:
+        result: the metrics returned by :func:`evaluate_synthetic`.
+
+    Returns:
+        lines to print.
+    """
+    lines = [
+        f'mean class-spectrum SAM: {_fmt(result["mean_class_spectrum_sam_degrees"])} deg',
+        f'class-histogram TV: {result["class_histogram_tv"]:.3f}',
+    ]
+    if 'alignment' in result:
+        lines.append(
+            f'alignment ({result["alignment"]["metric"]}): mean {result["alignment"]["mean"]:.3f}'
+        )
+        lines.append(f'Frechet distance: {result["frechet_distance"]:.3f}')
+    return lines
