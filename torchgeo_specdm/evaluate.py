@@ -18,6 +18,7 @@ from torchgeo.datamodules import NonGeoDataModule
 from . import metrics
 from .datasets import SyntheticDataset
 from .datasets.plotting import class_colormap, plot_sample_grid
+from .datasets.spectra import S2_BANDS
 from .downstream import encoder_features, predict_labels
 from .export import update_alignment
 from .tasks.utils import rgb_indices
@@ -164,11 +165,14 @@ def _plots(
     figures = {}
 
     figure, axis = plt.subplots(figsize=(8, 4.5))
-    bands = range(len(synthetic.bands))
+    order = _wavelength_order(synthetic.bands)
+    band_names = [synthetic.bands[i] for i in order]
+    sorted_images = (real_image[..., order, :, :], fake_image[..., order, :, :])
+    bands = range(len(order))
     for label in range(classes):
         for image, mask, style, kind in (
-            (real_image, real_mask, '-', 'real'),
-            (fake_image, fake_mask, '--', 'synthetic'),
+            (sorted_images[0], real_mask, '-', 'real'),
+            (sorted_images[1], fake_mask, '--', 'synthetic'),
         ):
             pixels = _class_pixels(image, mask, label)
             if len(pixels) == 0:
@@ -183,7 +187,7 @@ def _plots(
             axis.fill_between(
                 bands, mean - std, mean + std, color=cmap(label), alpha=0.08
             )
-    axis.set_xticks(list(bands), synthetic.bands, rotation=90 if len(bands) > 20 else 0)
+    axis.set_xticks(list(bands), band_names, rotation=90 if len(bands) > 20 else 0)
     axis.set_ylabel('value (native units)')
     axis.set_title(
         'Per-class mean spectra: real (solid) and synthetic (dashed), +- 1 std'
@@ -230,6 +234,13 @@ def _plots(
         axis.set_title('Alignment of generated masks with a real-trained model')
         figures['alignment'] = _save(figure, out, 'alignment.png')
     return figures
+
+
+def _wavelength_order(bands: Sequence[str]) -> list[int]:
+    """Band indices sorted by Sentinel-2 wavelength when the names are S2 bands."""
+    if all(band in S2_BANDS for band in bands):
+        return sorted(range(len(bands)), key=lambda i: S2_BANDS.index(bands[i]))
+    return list(range(len(bands)))
 
 
 def _class_pixels(image: Tensor, mask: Tensor, label: int) -> Tensor:
