@@ -1,0 +1,470 @@
+"""Does generated data help? Train TorchGeo's stock smp baselines under several regimes.
+
+Regimes (each trained with torchgeo.tasks.SemanticSegmentation or ChangeDetection, smp U-Net
+with a ResNet-18 encoder, weights=None, and evaluated on purely real test data):
+
+  real              real training data only
+  real+specdm       real + every SpecDM pair (--specdm-synthetic)
+  real+baseline     real + every single-stream LDM pair (--baseline-synthetic)
+  real+specdm-filt  real + SpecDM pairs whose alignment >= the median score (run
+                    `specdm evaluate` first; it stores the scores in the manifest)
+  pretrain-finetune pre-train on SpecDM pairs, then fine-tune on real (FreeMask's 2nd mode)
+  synthetic-only    train on SpecDM pairs only, test on real
+
+`--ratios` adds real+specdm runs whose epochs hold a synthetic:real ratio (0.5 = half as many
+synthetic as real samples), at the largest real-data fraction. Each configuration runs for
+every real-data fraction and seed; the table gives mean +- std over seeds. Segmentation
+reports mIoU and OA, change detection F1, precision, recall and IoU of the change class.
+
+Synthetic folders default to the ones benchmarks/specdm_cpu.py writes
+(outputs/specdm_cpu/<dataset>-{two_stream,single_stream}/generated); regimes whose data is
+missing are skipped with a message.
+
+Examples:
+  python benchmarks/downstream.py --dataset oscd --root ../shared/data/oscd --test-root HELD_OUT --quick
+  python benchmarks/downstream.py --dataset simulated-segmentation --fractions 0.1 0.25 1 --seeds 0 1 2
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from torch.utils.data import Subset
+from torchgeo.datamodules import NonGeoDataModule
+
+from torchgeo_specdm.datamodules import SyntheticMixDataModule
+from torchgeo_specdm.datamodules.registry import DATASET_NAMES, build_datamodule
+from torchgeo_specdm.datasets import SyntheticDataset
+from torchgeo_specdm.datasets.patches import ScenePatches
+from torchgeo_specdm.downstream import make_downstream_task, predict_labels
+from torchgeo_specdm.tasks.utils import infer_data_spec
+
+RESULTS = Path(__file__).parent / 'results'
+REGIMES = (
+    'real',
+    'real+specdm',
+    'real+baseline',
+    'real+specdm-filt',
+    'pretrain-finetune',
+    'synthetic-only',
+)
+
+
+class LimitedDataModule(NonGeoDataModule):
+    """A datamodule whose training split keeps a seeded fraction of the real data."""
+
+    def __init__(
+        self, datamodule: NonGeoDataModule, fraction: float, seed: int
+    ) -> None:
+        super().__init__(
+            SyntheticDataset, datamodule.batch_size, datamodule.num_workers
+        )
+        self.real = datamodule
+        self.fraction = fraction
+        self.seed = seed
+        for name in (
+            'mean',
+            'std',
+            'aug',
+            'train_aug',
+            'bands',
+            'num_classes',
+            'class_names',
+            'collate_fn',
+        ):
+            if hasattr(datamodule, name):
+                setattr(self, name, getattr(datamodule, name))
+
+    def setup(self, stage: str) -> None:
+        self.real.setup(stage)
+        for name in ('val_dataset', 'test_dataset', 'train_dataset'):
+            setattr(self, name, getattr(self.real, name, None))
+        if stage == 'fit' and self.fraction < 1:
+            self.train_dataset = limit(
+                self.real.train_dataset, self.fraction, self.seed
+            )
+
+
+def limit(dataset: Any, fraction: float, seed: int) -> Any:
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(dataset, ScenePatches):  # scene datasets: keep whole scenes
+        keep = max(1, round(fraction * len(dataset.scenes)))
+        order = torch.randperm(len(dataset.scenes), generator=generator)[:keep]
+        return ScenePatches(
+            [dataset.scenes[i] for i in order], dataset.patch_size, dataset.num_patches
+        )
+    keep = max(1, round(fraction * len(dataset)))
+    return Subset(
+        dataset, torch.randperm(len(dataset), generator=generator)[:keep].tolist()
+    )
+
+
+class SyntheticOnlyDataModule(LimitedDataModule):
+    """Training on generated pairs only; validation and test stay real."""
+
+    def __init__(self, datamodule: NonGeoDataModule, synthetic_root: str) -> None:
+        super().__init__(datamodule, 1.0, 0)
+        self.synthetic_root = synthetic_root
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == 'fit':
+            self.train_dataset = SyntheticDataset(self.synthetic_root)
+
+
+@torch.no_grad()
+def test_metrics(
+    task: Any, datamodule: NonGeoDataModule, change: bool, num_classes: int
+) -> dict[str, float]:
+    task.eval()
+    predictions, targets = [], []
+    for batch in datamodule.test_dataloader():
+        batch = datamodule.aug(batch)
+        predictions.append(predict_labels(task, batch['image']))
+        targets.append(batch['mask'].reshape(predictions[-1].shape))
+    prediction, target = (
+        torch.cat(predictions).flatten(),
+        torch.cat(targets).flatten().long(),
+    )
+    if change:
+        tp = float(((prediction == 1) & (target == 1)).sum())
+        fp = float(((prediction == 1) & (target == 0)).sum())
+        fn = float(((prediction == 0) & (target == 1)).sum())
+        precision = tp / max(tp + fp, 1)
+        recall = tp / max(tp + fn, 1)
+        return {
+            'f1': 2 * tp / max(2 * tp + fp + fn, 1),
+            'precision': precision,
+            'recall': recall,
+            'iou': tp / max(tp + fp + fn, 1),
+        }
+    ious = []
+    for label in range(num_classes):
+        union = int(((prediction == label) | (target == label)).sum())
+        if union:
+            ious.append(
+                float(((prediction == label) & (target == label)).sum()) / union
+            )
+    return {
+        'miou': sum(ious) / len(ious),
+        'oa': float((prediction == target).float().mean()),
+    }
+
+
+def fit(task: Any, datamodule: NonGeoDataModule, epochs: int, work: Path) -> None:
+    Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=2,  # torchgeo's plateau scheduler needs a val_loss
+        default_root_dir=work,
+    ).fit(task, datamodule=datamodule)
+
+
+def run(
+    options: argparse.Namespace,
+    regime: str,
+    fraction: float,
+    seed: int,
+    ratio: float | None,
+    roots: dict[str, str],
+) -> dict[str, float]:
+    seed_everything(seed)
+    real = build_datamodule(
+        options.dataset, options.root, **datamodule_options(options)
+    )
+    limited = LimitedDataModule(real, fraction, seed)
+    limited.setup('fit')
+    spec = infer_data_spec(limited)
+    change = spec['num_images'] == 2
+    task = make_downstream_task(
+        spec['in_channels'], spec['num_classes'], change, lr=options.lr
+    )
+    work = Path(options.work_dir) / f'{regime}-{fraction}-{seed}'
+    epochs = options.epochs
+    if regime == 'real':
+        fit(task, LimitedDataModule(real, fraction, seed), epochs, work)
+    elif regime in ('real+specdm', 'real+baseline', 'real+specdm-filt'):
+        root = roots['baseline' if regime == 'real+baseline' else 'specdm']
+        threshold = (
+            options.alignment_threshold if regime == 'real+specdm-filt' else None
+        )
+        share = 'append' if ratio is None else ratio / (1 + ratio)
+        fit(
+            task,
+            SyntheticMixDataModule(
+                LimitedDataModule(real, fraction, seed), root, share, threshold
+            ),
+            epochs,
+            work,
+        )
+    elif regime == 'pretrain-finetune':
+        fit(
+            task,
+            SyntheticOnlyDataModule(real, roots['specdm']),
+            epochs,
+            work / 'pretrain',
+        )
+        fit(task, LimitedDataModule(real, fraction, seed), epochs, work / 'finetune')
+    elif regime == 'synthetic-only':
+        fit(task, SyntheticOnlyDataModule(real, roots['specdm']), epochs, work)
+    test_module = build_datamodule(
+        options.dataset,
+        options.test_root or options.root,
+        **datamodule_options(options),
+    )
+    if options.test_root is None and not options.dataset.startswith('simulated'):
+        # No held-out root: the validation split of --root is the test set.
+        test_module.setup('fit')
+        test_module.test_dataset = test_module.val_dataset
+    else:
+        test_module.setup('test')
+    return test_metrics(task, test_module, change, spec['num_classes'])
+
+
+def datamodule_options(options: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {'batch_size': options.batch_size}
+    if options.dataset.startswith('simulated'):
+        kwargs['size'] = options.size
+    return kwargs
+
+
+def median_alignment(root: str) -> float | None:
+    scores = [s.get('alignment') for s in SyntheticDataset(root).samples]
+    if any(score is None for score in scores):
+        return None
+    return float(torch.tensor(scores).median())
+
+
+def summarise(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for entry in runs:
+        groups.setdefault(
+            (entry['regime'], entry['fraction'], entry['ratio']), []
+        ).append(entry)
+    rows = []
+    for (regime, fraction, ratio), entries in groups.items():
+        row: dict[str, Any] = {
+            'regime': regime,
+            'fraction': fraction,
+            'ratio': ratio,
+            'seeds': len(entries),
+        }
+        for key in keys:
+            values = torch.tensor([e['metrics'][key] for e in entries])
+            row[key] = {
+                'mean': float(values.mean()),
+                'std': float(values.std()) if len(values) > 1 else 0.0,
+            }
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument('--dataset', choices=DATASET_NAMES, required=True)
+    parser.add_argument('--root', help='real dataset root (oscd, segmunich)')
+    parser.add_argument(
+        '--test-root',
+        help='a held-out root with test labels (OSCD: a "Test Labels" folder), never seen in training',
+    )
+    parser.add_argument('--specdm-synthetic', help='SpecDM generated folder')
+    parser.add_argument(
+        '--baseline-synthetic', help='single-stream LDM generated folder'
+    )
+    parser.add_argument('--regimes', nargs='+', choices=REGIMES, default=list(REGIMES))
+    parser.add_argument(
+        '--fractions',
+        nargs='+',
+        type=float,
+        default=[0.1, 0.25, 1.0],
+        help='shares of the real training data',
+    )
+    parser.add_argument(
+        '--ratios',
+        nargs='*',
+        type=float,
+        default=[0.5, 1, 2, 5],
+        help='synthetic:real ratios at the largest fraction',
+    )
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--epochs', type=int, default=20)
+    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument(
+        '--size', type=int, default=64, help='scene size of the simulators'
+    )
+    parser.add_argument('--lr', type=float, default=1e-3)
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='one fraction (1.0), one seed, no ratio sweep, 4 epochs',
+    )
+    parser.add_argument('--out', default=str(RESULTS))
+    parser.add_argument('--work-dir', default='outputs/downstream')
+    options = parser.parse_args()
+    if options.quick:
+        options.fractions, options.seeds, options.ratios, options.epochs = (
+            [1.0],
+            [0],
+            [],
+            4,
+        )
+
+    base = Path('outputs/specdm_cpu') / options.dataset
+    defaults = {
+        'specdm': f'{base}-two_stream/generated',
+        'baseline': f'{base}-single_stream/generated',
+    }
+    roots = {
+        'specdm': options.specdm_synthetic or defaults['specdm'],
+        'baseline': options.baseline_synthetic or defaults['baseline'],
+    }
+    available = {
+        key: (Path(root) / 'manifest.json').is_file() for key, root in roots.items()
+    }
+    options.alignment_threshold = (
+        median_alignment(roots['specdm']) if available['specdm'] else None
+    )
+    plan = []
+    for regime in options.regimes:
+        needs = (
+            'baseline'
+            if regime == 'real+baseline'
+            else None
+            if regime == 'real'
+            else 'specdm'
+        )
+        if needs and not available[needs]:
+            print(
+                f'skipping {regime}: no generated dataset at {roots[needs]} (pass --{needs}-synthetic)'
+            )
+            continue
+        if regime == 'real+specdm-filt' and options.alignment_threshold is None:
+            print(
+                f'skipping {regime}: {roots["specdm"]} has no alignment scores (run specdm evaluate)'
+            )
+            continue
+        plan += [
+            (regime, fraction, seed, None)
+            for fraction in options.fractions
+            for seed in options.seeds
+        ]
+    if available['specdm']:
+        plan += [
+            ('real+specdm', max(options.fractions), seed, ratio)
+            for ratio in options.ratios
+            for seed in options.seeds
+        ]
+
+    runs = []
+    start = time.perf_counter()
+    for number, (regime, fraction, seed, ratio) in enumerate(plan, 1):
+        label = f'{regime} fraction={fraction} seed={seed}' + (
+            f' ratio={ratio}' if ratio is not None else ''
+        )
+        print(
+            f'[{number}/{len(plan)}] {label} ({(time.perf_counter() - start) / 60:.1f} min so far)',
+            flush=True,
+        )
+        began = time.perf_counter()
+        result = run(options, regime, fraction, seed, ratio, roots)
+        runs.append(
+            {
+                'regime': regime,
+                'fraction': fraction,
+                'seed': seed,
+                'ratio': ratio,
+                'metrics': result,
+                'seconds': time.perf_counter() - began,
+            }
+        )
+        print('   ', ', '.join(f'{k}={v:.3f}' for k, v in result.items()), flush=True)
+
+    change = options.dataset in ('oscd', 'simulated-change')
+    keys = ['f1', 'precision', 'recall', 'iou'] if change else ['miou', 'oa']
+    rows = summarise(runs, keys)
+    stem = f'downstream_{options.dataset}' + ('_quick' if options.quick else '')
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = [
+        '| regime | real fraction | synthetic:real | seeds | '
+        + ' | '.join(keys)
+        + ' |',
+        '|' + ' --- |' * (4 + len(keys)),
+    ]
+    for row in rows:
+        ratio = (
+            'all'
+            if row['ratio'] is None and row['regime'] != 'real'
+            else ('-' if row['ratio'] is None else row['ratio'])
+        )
+        cells = [f'{row[k]["mean"]:.3f} +- {row[k]["std"]:.3f}' for k in keys]
+        table.append(
+            f'| {row["regime"]} | {row["fraction"]} | {ratio} | {row["seeds"]} | '
+            + ' | '.join(cells)
+            + ' |'
+        )
+    minutes = (time.perf_counter() - start) / 60
+    machine = f'{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}'
+    header = [
+        f'# Downstream benchmark: {options.dataset}',
+        '',
+        f'Command: `python {" ".join(sys.argv)}`',
+        '',
+        f'Machine: {machine}; wall time {minutes:.1f} min; test set: {options.test_root or "validation split of --root"}.',
+        '',
+    ]
+    (out / f'{stem}.md').write_text('\n'.join(header + table) + '\n')
+    (out / f'{stem}.json').write_text(
+        json.dumps(
+            {
+                'command': 'python ' + ' '.join(sys.argv),
+                'machine': machine,
+                'minutes': minutes,
+                'roots': roots,
+                'alignment_threshold': options.alignment_threshold,
+                'runs': runs,
+                'summary': rows,
+            },
+            indent=2,
+        )
+        + '\n'
+    )
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for regime in dict.fromkeys(row['regime'] for row in rows):
+        points = sorted(
+            (row['fraction'], row[keys[0]]['mean'], row[keys[0]]['std'])
+            for row in rows
+            if row['regime'] == regime and row['ratio'] is None
+        )
+        if points:
+            xs, ys, es = zip(*points)
+            axis.errorbar(xs, ys, yerr=es, marker='o', capsize=3, label=regime)
+    axis.set_xlabel('fraction of the real training data')
+    axis.set_ylabel(keys[0])
+    axis.set_title(f'{options.dataset}: {keys[0]} on real test data')
+    axis.legend(fontsize=7)
+    figure.savefig(out / f'{stem}.png', dpi=80, bbox_inches='tight')
+    plt.close(figure)
+    print('\n'.join(table))
+    print(f'wrote {out / stem}.{{json,md,png}} in {minutes:.1f} min')
+
+
+if __name__ == '__main__':
+    main()
