@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -120,13 +121,15 @@ def main() -> None:
         )
     checkpoint = work / 'vae.ckpt'
     trainer.save_checkpoint(checkpoint)
-    # OSCD validation crops are random: average several passes over the held-out cities.
-    runs = [
-        trainer.validate(task, datamodule=datamodule, verbose=False)[0]
-        for _ in range(5 if oscd else 1)
-    ]
-    metrics = {key: sum(run[key] for run in runs) / len(runs) for key in runs[0]}
+    metrics = trainer.validate(task, datamodule=datamodule, verbose=False)[0]
+    figure = save_reconstruction_figure(
+        task,
+        datamodule,
+        Path(options.out) / f'vae_{options.dataset}_{options.architecture}.png',
+    )
     result = {
+        'command': 'python ' + ' '.join(sys.argv),
+        'figure': figure.name,
         'dataset': options.dataset,
         'architecture': options.architecture,
         'root': options.root,
