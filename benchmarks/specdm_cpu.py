@@ -12,8 +12,6 @@ Example:
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,13 +22,9 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import torch
+from common import benchmark_datamodule, machine
 from lightning.pytorch import Trainer, seed_everything
 
-from torchgeo_specdm.datamodules import (
-    OSCDPatchDataModule,
-    SimulatedChangeDataModule,
-    SimulatedSegmentationDataModule,
-)
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.plotting import plot_sample_grid
 from torchgeo_specdm.metrics import (
@@ -43,18 +37,6 @@ from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
 from torchgeo_specdm.tasks.utils import rgb_indices
 
 RESULTS = Path(__file__).parent / 'results'
-
-
-def build_datamodule(name: str, root: str | None) -> Any:
-    if name == 'oscd':
-        if root is None:
-            raise SystemExit('--root is required for --dataset oscd')
-        return OSCDPatchDataModule(
-            root=root, batch_size=16, patch_size=64, patches_per_epoch=256
-        )
-    if name == 'simulated-segmentation':
-        return SimulatedSegmentationDataModule(num_train=512, num_val=64, batch_size=16)
-    return SimulatedChangeDataModule(num_train=512, num_val=64, batch_size=16)
 
 
 def real_validation(datamodule: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +76,7 @@ def main() -> None:
     work = Path(options.work_dir) / name
     timings: dict[str, float] = {}
 
-    datamodule = build_datamodule(options.dataset, options.root)
+    datamodule = benchmark_datamodule(options.dataset, options.root)
     if options.vae_checkpoint is None:
         start = time.perf_counter()
         vae = TwoStreamVAE(
@@ -120,7 +102,7 @@ def main() -> None:
         vae_checkpoint = Path(options.vae_checkpoint)
 
     start = time.perf_counter()
-    datamodule = build_datamodule(options.dataset, options.root)
+    datamodule = benchmark_datamodule(options.dataset, options.root)
     diffusion = LatentDiffusion(
         vae_checkpoint=str(vae_checkpoint),
         block_out_channels=(64, 128, 128),
@@ -163,7 +145,7 @@ def main() -> None:
     fake_image = torch.stack([s['image'] for s in fake])
     fake_mask = torch.stack([s['mask'] for s in fake])
     real_image, real_mask = real_validation(
-        build_datamodule(options.dataset, options.root)
+        benchmark_datamodule(options.dataset, options.root)
     )
     classes = synthetic.num_classes
     metrics = {
@@ -208,7 +190,7 @@ def main() -> None:
         'timings': timings,
         'metrics': metrics,
         'class_names': list(synthetic.classes),
-        'machine': f'{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads',
+        'machine': machine(),
     }
     (RESULTS / f'{stem}.json').write_text(json.dumps(result, indent=2) + '\n')
     print(json.dumps(result, indent=2))

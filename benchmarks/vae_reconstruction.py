@@ -7,8 +7,6 @@ Example:
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,29 +18,11 @@ from lightning.pytorch import Trainer, seed_everything
 
 matplotlib.use('Agg')
 
-from torchgeo_specdm.datamodules import (
-    OSCDPatchDataModule,
-    SimulatedChangeDataModule,
-    SimulatedSegmentationDataModule,
-)
+from common import benchmark_datamodule, machine
+
 from torchgeo_specdm.tasks import TwoStreamVAE
 
 RESULTS = Path(__file__).parent / 'results'
-
-
-def build_datamodule(name: str, root: str | None, batch_size: int) -> Any:
-    if name == 'oscd':
-        if root is None:
-            raise SystemExit('--root is required for --dataset oscd')
-        # Cities read once; 256 random 64 px patches per epoch, a fixed grid to validate.
-        return OSCDPatchDataModule(
-            root=root, batch_size=batch_size, patch_size=64, patches_per_epoch=256
-        )
-    if name == 'simulated-segmentation':
-        return SimulatedSegmentationDataModule(
-            num_train=512, num_val=64, batch_size=batch_size
-        )
-    return SimulatedChangeDataModule(num_train=512, num_val=64, batch_size=batch_size)
 
 
 def save_reconstruction_figure(task: TwoStreamVAE, datamodule: Any, path: Path) -> Path:
@@ -86,7 +66,7 @@ def main() -> None:
     options = parser.parse_args()
 
     seed_everything(options.seed)
-    datamodule = build_datamodule(options.dataset, options.root, options.batch_size)
+    datamodule = benchmark_datamodule(options.dataset, options.root, options.batch_size)
     previous_steps = 0
     if options.init_checkpoint:
         task = TwoStreamVAE.from_checkpoint(options.init_checkpoint)
@@ -150,7 +130,7 @@ def main() -> None:
         },
         'scale_factors': task.autoencoder.get_scale_factors(),
         'thresholds_met': metrics['val_sam'] < 5 and metrics['val_mask_miou'] > 0.9,
-        'machine': f'{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads',
+        'machine': machine(),
         'checkpoint': str(checkpoint),
     }
     out = Path(options.out)
