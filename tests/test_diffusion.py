@@ -33,7 +33,7 @@ def test_checkpoint_holds_vae_ema_and_latent_size(
     assert checkpoint['vae_hparams']['in_channels'] == 10
     assert checkpoint['hyper_parameters']['latent_size'] == [8, 8]
     model = LatentDiffusion.from_checkpoint(tiny_diffusion['simulated_segmentation'])
-    assert model.latent_shape() == (6, 8, 8)
+    assert model.latent_shape() == (8, 8, 8)  # 4 image + 4 mask channels (vae.yaml)
 
 
 @pytest.mark.parametrize(
