@@ -11,6 +11,7 @@ from matplotlib.colors import Colormap, ListedColormap, hsv_to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from torch import Tensor
+from torchgeo.datasets import RGBBandsMissingError
 
 #: Fixed palette of distinct colours (Okabe-Ito, then Tableau 10, then more).
 _PALETTE: tuple[str, ...] = (
@@ -365,3 +366,21 @@ def plot_sample_grid(
         figure.suptitle(suptitle)
     figure.tight_layout(rect=(0, 0.06, 1, 0.97))
     return figure
+
+
+def rgb_band_indices(bands: Sequence[str], rgb_bands: Sequence[str]) -> list[int]:
+    """Positions of the red, green and blue bands among a dataset's bands.
+
+    Args:
+        bands: the dataset's bands.
+        rgb_bands: names of the red, green and blue bands.
+
+    Returns:
+        their indices in ``bands``.
+
+    Raises:
+        RGBBandsMissingError: if a RGB band is not in ``bands``.
+    """
+    if not all(band in bands for band in rgb_bands):
+        raise RGBBandsMissingError()
+    return [list(bands).index(band) for band in rgb_bands]

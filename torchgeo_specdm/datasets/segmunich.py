@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
-from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset, RGBBandsMissingError
+from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 
 from ..types import Path, Sample
-from .plotting import plot_segmentation
+from .plotting import plot_segmentation, rgb_band_indices
 from .validation import (
     InvalidInputError,
     check_bands,
@@ -309,9 +309,7 @@ class SegMunich(NonGeoDataset):
         Raises:
             RGBBandsMissingError: if *bands* does not include all RGB bands.
         """
-        if not all(band in self.bands for band in self.rgb_bands):
-            raise RGBBandsMissingError()
-        rgb = [self.bands.index(band) for band in self.rgb_bands]
+        rgb = rgb_band_indices(self.bands, self.rgb_bands)
         return plot_segmentation(
             sample['image'],
             sample['mask'],

@@ -9,10 +9,10 @@ import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from scipy import ndimage
-from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
+from torchgeo.datasets import NonGeoDataset
 
 from ..types import Sample
-from .plotting import plot_change, plot_segmentation
+from .plotting import plot_change, plot_segmentation, rgb_band_indices
 from .spectra import (
     CLASS_MIXTURE_CONCENTRATION,
     CLASS_MIXTURES,
@@ -410,9 +410,7 @@ class _SimulatedDataset(NonGeoDataset):
         Raises:
             RGBBandsMissingError: if a RGB band is not in :attr:`bands`.
         """
-        if not all(band in self.bands for band in self.rgb_bands):
-            raise RGBBandsMissingError()
-        return [self.bands.index(band) for band in self.rgb_bands]
+        return rgb_band_indices(self.bands, self.rgb_bands)
 
 
 class SimulatedSegmentation(_SimulatedDataset):

@@ -12,13 +12,13 @@ import torch
 from matplotlib.figure import Figure
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from torch import Tensor
-from torchgeo.datasets import NonGeoDataset, RGBBandsMissingError
+from torchgeo.datasets import NonGeoDataset
 
 # A module import, not a name import: ``torchgeo_specdm.export`` imports this package
 # (for the validation helpers), so its names may not exist yet while this loads.
 from .. import export as _export
 from ..types import Path, Sample
-from .plotting import plot_change, plot_segmentation
+from .plotting import plot_change, plot_segmentation, rgb_band_indices
 from .validation import InvalidInputError, check_finite, check_labels, check_same_size
 
 
@@ -264,9 +264,7 @@ class SyntheticDataset(NonGeoDataset):
         Raises:
             RGBBandsMissingError: if *bands* does not include all RGB bands.
         """
-        if not all(band in self.bands for band in self.rgb_bands):
-            raise RGBBandsMissingError()
-        rgb = [self.bands.index(band) for band in self.rgb_bands]
+        rgb = rgb_band_indices(self.bands, self.rgb_bands)
         if self.task == 'change':
             return plot_change(
                 sample['image'],
