@@ -2,8 +2,9 @@
 
 Trains (or reuses) a two-stream VAE, trains the latent diffusion model on its cached
 latents, samples a generated dataset with `specdm sample`'s code path, reads it back
-through SyntheticDataset and compares it with the real validation data. Writes
-benchmarks/results/specdm_<dataset>_<architecture>.json and a sample-grid PNG.
+through SyntheticDataset and compares it with the real validation data with
+`specdm evaluate`'s code. Writes benchmarks/results/specdm_<dataset>_<architecture>.json
+and the fidelity report (sample grids, spectra, class distribution) beside it.
 
 Example:
     python benchmarks/specdm_cpu.py --dataset simulated-segmentation --vae-minutes 12 --diffusion-minutes 20
@@ -15,36 +16,18 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt
-import torch
 from common import benchmark_datamodule, machine
 from lightning.pytorch import Trainer, seed_everything
 
-from torchgeo_specdm.datasets import SyntheticDataset
-from torchgeo_specdm.datasets.plotting import plot_sample_grid
-from torchgeo_specdm.metrics import (
-    class_histogram,
-    class_histogram_tv,
-    class_spectrum_sam,
-)
+from torchgeo_specdm.evaluate import evaluate_synthetic
 from torchgeo_specdm.sample import generate
 from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
-from torchgeo_specdm.tasks.utils import rgb_indices
 
 RESULTS = Path(__file__).parent / 'results'
-
-
-def real_validation(datamodule: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    datamodule.setup('validate')
-    samples = [datamodule.val_dataset[i] for i in range(len(datamodule.val_dataset))]
-    return torch.stack([s['image'] for s in samples]), torch.stack(
-        [s['mask'] for s in samples]
-    )
 
 
 def main() -> None:
@@ -140,45 +123,18 @@ def main() -> None:
         time.perf_counter() - start
     ) / options.num_samples
 
-    synthetic = SyntheticDataset(out)
-    fake = [synthetic[i] for i in range(len(synthetic))]
-    fake_image = torch.stack([s['image'] for s in fake])
-    fake_mask = torch.stack([s['mask'] for s in fake])
-    real_image, real_mask = real_validation(
-        benchmark_datamodule(options.dataset, options.root)
-    )
-    classes = synthetic.num_classes
-    metrics = {
-        'class_spectrum_sam_degrees': float(
-            class_spectrum_sam(fake_image, fake_mask, real_image, real_mask, classes)
-        ),
-        'class_histogram_tv': float(class_histogram_tv(fake_mask, real_mask, classes)),
-        'synthetic_class_frequencies': class_histogram(fake_mask, classes).tolist(),
-        'real_class_frequencies': class_histogram(real_mask, classes).tolist(),
-    }
-    rgb = rgb_indices(synthetic.bands, fake_image.shape[-3])
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f'specdm_{options.dataset}_{options.architecture}'
-    figure = plot_sample_grid(
-        fake_image[:8],
-        fake_mask[:8],
-        rgb,
-        synthetic.classes,
-        columns=4,
-        suptitle=f'SpecDM ({options.architecture}) samples, {options.dataset}, {options.sampler} {options.steps} steps',
+    report = evaluate_synthetic(
+        out,
+        benchmark_datamodule(options.dataset, options.root),
+        RESULTS / f'{stem}_report',
     )
-    figure.savefig(RESULTS / f'{stem}_samples.png', dpi=70)
-    plt.close(figure)
-    figure = plot_sample_grid(
-        real_image[:8],
-        real_mask[:8],
-        rgb,
-        synthetic.classes,
-        columns=4,
-        suptitle=f'Real validation pairs, {options.dataset}',
-    )
-    figure.savefig(RESULTS / f'{stem}_real.png', dpi=70)
-    plt.close(figure)
+    metrics = {
+        'class_spectrum_sam_degrees': report['mean_class_spectrum_sam_degrees'],
+        'class_histogram_tv': report['class_histogram_tv'],
+        'synthetic_class_frequencies': report['synthetic_class_frequencies'],
+        'real_class_frequencies': report['real_class_frequencies'],
+    }
     result = {
         'command': 'python ' + ' '.join(sys.argv),
         'dataset': options.dataset,
@@ -189,7 +145,8 @@ def main() -> None:
         'diffusion_train_steps': diffusion_steps,
         'timings': timings,
         'metrics': metrics,
-        'class_names': list(synthetic.classes),
+        'class_names': report['class_names'],
+        'report': f'{stem}_report/report.md',
         'machine': machine(),
     }
     (RESULTS / f'{stem}.json').write_text(json.dumps(result, indent=2) + '\n')
