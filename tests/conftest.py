@@ -9,6 +9,17 @@ matplotlib.use('Agg')
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / 'tests' / 'data'
 
+#: The generator record of test datasets written without a real checkpoint.
+TEST_GENERATOR = {
+    'checkpoint_sha256': '0' * 64,
+    'sampler': 'dpmpp',
+    'steps': 5,
+    'guidance_scale': 1.0,
+    'request': None,
+    'seed': 0,
+    'package_version': '0.1.0',
+}
+
 
 @pytest.fixture(scope='session')
 def shared_data() -> Path:

@@ -17,17 +17,7 @@ from torchgeo_specdm.cli import main
 from torchgeo_specdm.datasets import InvalidInputError, SegMunich, SyntheticDataset
 from torchgeo_specdm.export import DatasetWriter
 
-from .conftest import DATA, ROOT
-
-GENERATOR = {
-    'checkpoint_sha256': '0' * 64,
-    'sampler': 'dpmpp',
-    'steps': 5,
-    'guidance_scale': 1.0,
-    'request': None,
-    'seed': 0,
-    'package_version': '0.1.0',
-}
+from .conftest import DATA, ROOT, TEST_GENERATOR
 
 
 def segmunich_root(tmp_path: Path) -> Path:
@@ -45,7 +35,7 @@ def synthetic_root(tmp_path: Path, task: str = 'segmentation', count: int = 3) -
         bands=['B02', 'B03', 'B04', 'B08'],
         num_classes=2 if change else 3,
         class_names=['a', 'b'] if change else ['a', 'b', 'c'],
-        generator=GENERATOR,
+        generator=TEST_GENERATOR,
     )
     shape = (2, 4, 16, 16) if change else (4, 16, 16)
     for index in range(count):

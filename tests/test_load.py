@@ -10,6 +10,8 @@ from torch.utils.data import DataLoader
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.export import DatasetWriter
 
+from .conftest import TEST_GENERATOR
+
 NUM_SAMPLES = 10_000
 
 
@@ -29,15 +31,7 @@ def test_every_sample_once_per_epoch_with_flat_memory(tmp_path: Path) -> None:
         bands=['B02', 'B03', 'B04', 'B08'],
         num_classes=2,
         class_names=['a', 'b'],
-        generator={
-            'checkpoint_sha256': '0' * 64,
-            'sampler': 'dpmpp',
-            'steps': 1,
-            'guidance_scale': 1.0,
-            'request': None,
-            'seed': 0,
-            'package_version': '0.1.0',
-        },
+        generator=TEST_GENERATOR,
     )
     for index in range(NUM_SAMPLES):
         image = torch.full((4, 8, 8), float(index))

@@ -13,17 +13,7 @@ from torchgeo_specdm.datamodules import (
 from torchgeo_specdm.datasets import InvalidInputError, SyntheticDataset
 from torchgeo_specdm.export import DatasetWriter
 
-from .conftest import ROOT
-
-GENERATOR = {
-    'checkpoint_sha256': '0' * 64,
-    'sampler': 'dpmpp',
-    'steps': 5,
-    'guidance_scale': 1.0,
-    'request': None,
-    'seed': 0,
-    'package_version': '0.1.0',
-}
+from .conftest import ROOT, TEST_GENERATOR
 
 
 @pytest.fixture
@@ -35,7 +25,7 @@ def synthetic(tmp_path: Path) -> Path:
         list(datamodule.bands),
         datamodule.num_classes,
         list(datamodule.class_names),
-        GENERATOR,
+        TEST_GENERATOR,
     )
     for index in range(6):
         writer.write(
