@@ -1,0 +1,65 @@
+"""GPU-path options of LatentDiffusion: channels_last and torch.compile of the U-Net."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from torchgeo_specdm.datamodules import SimulatedSegmentationDataModule
+from torchgeo_specdm.tasks import LatentDiffusion
+
+from .conftest import fit_tiny_diffusion
+
+
+def test_fast_dev_run_channels_last(tiny_vae: dict[str, Path], tmp_path: Path) -> None:
+    data = 'simulated_segmentation'
+    extra = ['--trainer.fast_dev_run=true', '--model.init_args.channels_last=true']
+    fit_tiny_diffusion(tiny_vae[data], data, tmp_path, extra)
+
+
+def test_channels_last_and_compile_options(
+    tiny_vae: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiled: list[Any] = []
+
+    def fake_compile(module: Any, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, 'compile', fake_compile)
+    model = LatentDiffusion(
+        vae_checkpoint=str(tiny_vae['simulated_segmentation']),
+        block_out_channels=(16, 32),
+        channels_last=True,
+        compile_unet=True,
+    )
+    weight = model.unet.conv_in.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    datamodule = SimulatedSegmentationDataModule(
+        num_train=8, num_val=4, size=32, batch_size=4
+    )
+    trainer = Trainer(
+        fast_dev_run=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=datamodule)
+    # Compiled once, for training only, and kept out of the weight names.
+    assert compiled == [model.unet]
+    assert not any('_orig_mod' in key for key in model.state_dict())
+    path = tmp_path / 'model.ckpt'
+    trainer.save_checkpoint(path)
+    loaded = LatentDiffusion.from_checkpoint(path)
+    assert loaded.hparams['channels_last']
+    assert loaded.hparams['compile_unet']
+    assert loaded.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    pipeline = loaded.pipeline('ddim')
+    pipeline.set_progress_bar_config(disable=True)
+    output = pipeline(num_samples=2, num_inference_steps=2)
+    assert torch.isfinite(output.image).all()
+    assert compiled == [model.unet]
