@@ -5,16 +5,20 @@ from typing import Any, Literal
 from torchgeo.datamodules import NonGeoDataModule
 
 from ..datasets.validation import InvalidInputError
+from .hyperspectral import SalinasADataModule
 from .oscd import OSCDPatchDataModule
 from .segmunich import SegMunichDataModule
 from .simulated import SimulatedChangeDataModule, SimulatedSegmentationDataModule
 
-DatasetName = Literal['simulated-segmentation', 'simulated-change', 'oscd', 'segmunich']
+DatasetName = Literal[
+    'simulated-segmentation', 'simulated-change', 'oscd', 'segmunich', 'salinas-a'
+]
 DATASET_NAMES: tuple[str, ...] = (
     'simulated-segmentation',
     'simulated-change',
     'oscd',
     'segmunich',
+    'salinas-a',
 )
 
 
@@ -48,4 +52,6 @@ def build_datamodule(
         )
     if name == 'oscd':
         return OSCDPatchDataModule(root=root, **kwargs)
+    if name == 'salinas-a':
+        return SalinasADataModule(root=root, **kwargs)
     return SegMunichDataModule(root=root, **kwargs)

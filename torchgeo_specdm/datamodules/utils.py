@@ -24,6 +24,19 @@ def band_statistics(
     for index in range(count):
         image = dataset[index]['image']
         pixels.append(image.reshape(-1, *image.shape[-3:]).transpose(0, 1).flatten(1))
-    stacked = torch.cat(pixels, dim=1).to(torch.float64)
-    mean, std = stacked.mean(dim=1), stacked.std(dim=1).clamp_min(1e-6)
+    return pixel_statistics(torch.cat(pixels, dim=1))
+
+
+def pixel_statistics(image: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-band mean and standard deviation over every pixel of an image.
+
+    Args:
+        image: [C, ...] values, band axis first.
+
+    Returns:
+        mean and standard deviation, each [C], float32 (computed in float64; the
+        standard deviation is at least 1e-6).
+    """
+    pixels = image.flatten(1).to(torch.float64)
+    mean, std = pixels.mean(dim=1), pixels.std(dim=1).clamp_min(1e-6)
     return mean.float(), std.float()

@@ -25,6 +25,8 @@ class ScenePatches(Dataset[Sample]):
         patch_size: int,
         num_patches: int | None = None,
         transforms: Callable[[Sample], Sample] | None = None,
+        stride: int | None = None,
+        seed: int | None = None,
     ) -> None:
         """Initialize a new ScenePatches instance.
 
@@ -33,13 +35,26 @@ class ScenePatches(Dataset[Sample]):
                 cover the same pixels.
             patch_size: side of each square patch in pixels.
             num_patches: patches per epoch, cropped at random from the scenes in
-                turn; ``None`` tiles every scene with a non-overlapping grid.
+                turn; ``None`` tiles every scene with a grid.
             transforms: a function/transform that takes an input sample
                 and returns a transformed version.
+            stride: step of the grid in pixels; ``None`` is ``patch_size`` (no
+                overlap). Rows and columns left over at the bottom and right edges
+                are not covered.
+            seed: fixes the random crops: they are drawn once from this seed, so
+                index ``i`` is always the same crop. ``None`` draws a new crop on
+                every access from torch's global generator.
 
         Raises:
-            InvalidInputError: if a scene is smaller than one patch.
+            InvalidInputError: if a scene is smaller than one patch, or ``stride``
+                or ``num_patches`` is below 1.
         """
+        if stride is not None and stride < 1:
+            raise InvalidInputError(f'stride={stride}: must be at least 1 pixel.')
+        if num_patches is not None and num_patches < 1:
+            raise InvalidInputError(
+                f'num_patches={num_patches}: must be at least 1, or None for a grid.'
+            )
         for index, scene in enumerate(scenes):
             height, width = scene['image'].shape[-2:]
             if min(height, width) < patch_size:
@@ -51,12 +66,20 @@ class ScenePatches(Dataset[Sample]):
         self.patch_size = patch_size
         self.num_patches = num_patches
         self.transforms = transforms
+        self.stride = patch_size if stride is None else stride
+        self.seed = seed
         self.grid = [
             (index, top, left)
             for index, scene in enumerate(self.scenes)
-            for top in range(0, scene['image'].shape[-2] - patch_size + 1, patch_size)
-            for left in range(0, scene['image'].shape[-1] - patch_size + 1, patch_size)
+            for top in range(0, scene['image'].shape[-2] - patch_size + 1, self.stride)
+            for left in range(0, scene['image'].shape[-1] - patch_size + 1, self.stride)
         ]
+        self.crops: list[tuple[int, int, int]] | None = None
+        if num_patches is not None and seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+            self.crops = [
+                self._random_window(index, generator) for index in range(num_patches)
+            ]
 
     def __len__(self) -> int:
         """Return the number of patches per epoch.
@@ -75,14 +98,8 @@ class ScenePatches(Dataset[Sample]):
         Returns:
             the patch of every tensor of its scene
         """
-        if self.num_patches is None:
-            scene_index, top, left = self.grid[index]
-            scene = self.scenes[scene_index]
-        else:
-            scene = self.scenes[index % len(self.scenes)]
-            height, width = scene['image'].shape[-2:]
-            top = int(torch.randint(0, height - self.patch_size + 1, ()))
-            left = int(torch.randint(0, width - self.patch_size + 1, ()))
+        scene_index, top, left = self.window(index)
+        scene = self.scenes[scene_index]
         size = self.patch_size
         sample = {
             key: value[..., top : top + size, left : left + size].clone()
@@ -92,3 +109,42 @@ class ScenePatches(Dataset[Sample]):
         if self.transforms is not None:
             sample = self.transforms(sample)
         return sample
+
+    def window(self, index: int) -> tuple[int, int, int]:
+        """Where patch ``index`` lies.
+
+        Unseeded random crops draw a new window on every call.
+
+        Args:
+            index: index of the patch.
+
+        Returns:
+            the scene index and the top and left pixel of the patch in that scene.
+        """
+        if self.num_patches is None:
+            return self.grid[index]
+        if self.crops is not None:
+            return self.crops[index]
+        return self._random_window(index)
+
+    def _random_window(
+        self, index: int, generator: torch.Generator | None = None
+    ) -> tuple[int, int, int]:
+        """Draw a random window in the scene of a patch.
+
+        Args:
+            index: index of the patch; patches take the scenes in turn.
+            generator: source of randomness; ``None`` is torch's global generator.
+
+        Returns:
+            the scene index and the top and left pixel of the patch.
+        """
+        scene_index = index % len(self.scenes)
+        height, width = self.scenes[scene_index]['image'].shape[-2:]
+        top = int(
+            torch.randint(0, height - self.patch_size + 1, (), generator=generator)
+        )
+        left = int(
+            torch.randint(0, width - self.patch_size + 1, (), generator=generator)
+        )
+        return scene_index, top, left

@@ -4,6 +4,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.io
 import tifffile
 import torch
 from torch import Tensor
@@ -47,6 +48,72 @@ def read_tiff(path: Path) -> np.ndarray:
             'The file is truncated or corrupted: re-download or re-export it.'
         ) from None
     return array
+
+
+def read_mat(path: Path, key: str, ndim: int) -> np.ndarray:
+    """Read one numeric array from a MATLAB ``.mat`` file, turning failures into clear errors.
+
+    The array stored under ``key`` is returned. When the file has no such key, the
+    file's only numeric array with ``ndim`` dimensions is taken instead, so files
+    saved under another variable name still load.
+
+    Args:
+        path: file to read (MATLAB 5 to 7.2, as :func:`scipy.io.loadmat` reads).
+        key: name of the array in the file.
+        ndim: number of dimensions the array must have.
+
+    Returns:
+        the array, C-contiguous.
+
+    Raises:
+        InvalidInputError: if the file is missing, truncated, not a MAT file or a
+            MATLAB v7.3 (HDF5) file, or holds no single matching array.
+    """
+    if not os.path.isfile(path):
+        raise InvalidInputError(
+            f'{path}: file not found. Check that the dataset root holds the files.'
+        )
+    try:
+        contents = scipy.io.loadmat(path)
+    except NotImplementedError:
+        raise InvalidInputError(
+            f'{path}: this is a MATLAB v7.3 (HDF5) file, which scipy cannot read. '
+            "Re-save it in MATLAB with save(..., '-v7')."
+        ) from None
+    except Exception as error:  # noqa: BLE001 (scipy raises many types on bad files)
+        raise InvalidInputError(
+            f'{path}: cannot read this .mat file ({type(error).__name__}: {error}). '
+            'The file is truncated or corrupted: re-download it.'
+        ) from None
+    arrays = {
+        name: value
+        for name, value in contents.items()
+        if not name.startswith('__') and isinstance(value, np.ndarray)
+    }
+    found = ', '.join(f'{name} {value.shape}' for name, value in arrays.items())
+    if key in arrays:
+        array = arrays[key]
+    else:
+        matches = [
+            value
+            for value in arrays.values()
+            if value.ndim == ndim
+            and np.issubdtype(value.dtype, np.number)
+            and not np.iscomplexobj(value)
+        ]
+        if len(matches) != 1:
+            raise InvalidInputError(
+                f'{path}: no array named {key!r}, and {len(matches)} other '
+                f'{ndim}-D numeric arrays to use instead. The file holds: '
+                f'{found or "no arrays"}. Pass the file that holds {key!r}.'
+            )
+        array = matches[0]
+    if array.ndim != ndim or not np.issubdtype(array.dtype, np.number):
+        raise InvalidInputError(
+            f'{path}: array {key!r} is {array.dtype} with shape {array.shape}; '
+            f'expected a {ndim}-D numeric array.'
+        )
+    return np.ascontiguousarray(array)
 
 
 def check_bands(image: Tensor, expected: int, source: Path, axis: int = 0) -> None:

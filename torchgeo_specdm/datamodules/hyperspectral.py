@@ -1,0 +1,145 @@
+"""Datamodules over labelled hyperspectral scenes split into spatial blocks."""
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from torchgeo.datamodules import NonGeoDataModule
+
+from ..datasets import HyperspectralScene, IndianPines, PaviaU, SalinasA
+from ..transforms import segmentation_augmentation
+from .utils import pixel_statistics
+
+
+class HyperspectralSceneDataModule(NonGeoDataModule):
+    """Shared set-up of the hyperspectral scene datamodules.
+
+    The scene is split into disjoint blocks (see
+    :class:`~torchgeo_specdm.datasets.HyperspectralScene`). Training draws
+    ``patches_per_epoch`` seeded random crops from the train block; validation and
+    test tile their blocks with a grid of step ``eval_stride``. Each band is
+    normalised with the mean and standard deviation of every pixel of the train
+    block (the values are radiance, some of them negative, so there is no fixed
+    scale to divide by). Training batches also get random flips and 90 degree
+    rotations, on the device, after normalisation.
+
+    Unlabelled pixels are class 0, :attr:`ignore_index`. Downstream segmentation
+    losses should ignore them (``ignore_index=0``), while the SpecDM mask stream
+    models them as an ordinary class, so generated masks contain unlabelled pixels
+    in realistic places.
+
+    .. versionadded:: 0.1
+    """
+
+    dataset_class: type[HyperspectralScene]
+    #: Mask value of unlabelled pixels, for the ``ignore_index`` of downstream losses.
+    ignore_index = 0
+
+    def __init__(
+        self,
+        batch_size: int = 16,
+        patch_size: int = 16,
+        patches_per_epoch: int = 512,
+        eval_stride: int | None = 8,
+        split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
+        split_axis: Literal['width', 'height'] = 'width',
+        seed: int = 0,
+        bands: Sequence[str] | None = None,
+        num_workers: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        """Initialize a new HyperspectralSceneDataModule instance.
+
+        Args:
+            batch_size: size of each mini-batch.
+            patch_size: side of each square patch in pixels.
+            patches_per_epoch: random training patches per epoch.
+            eval_stride: step of the validation and test grids in pixels
+                (``None``: ``patch_size``, no overlap).
+            split_fractions: shares of the scene given to the train, val and test
+                blocks.
+            split_axis: 'width' puts the blocks side by side, 'height' stacks them.
+            seed: seed of the training crops (the same crops every epoch; the
+                flips and rotations still vary).
+            bands: bands to load (default: all of the dataset's bands).
+            num_workers: number of workers for parallel data loading.
+            **kwargs: additional keyword arguments passed to the dataset
+                (``root`` among them).
+        """
+        all_bands = self.dataset_class.all_bands
+        self.bands = all_bands if bands is None else tuple(bands)
+        super().__init__(
+            self.dataset_class,
+            batch_size,
+            num_workers,
+            bands=self.bands,
+            patch_size=patch_size,
+            split_fractions=tuple(split_fractions),
+            split_axis=split_axis,
+            **kwargs,
+        )
+        self.patch_size = patch_size
+        self.patches_per_epoch = patches_per_epoch
+        self.eval_stride = eval_stride
+        self.seed = seed
+        self.class_names = self.dataset_class.classes
+        self.num_classes = len(self.class_names)
+        wavelengths = self.dataset_class.wavelengths
+        self.wavelengths = tuple(wavelengths[all_bands.index(b)] for b in self.bands)
+        train_block = self.dataset_class(split='train', **self.kwargs)
+        self.mean, self.std = pixel_statistics(train_block.image)
+        self.train_aug = segmentation_augmentation(self.mean, self.std, train=True)
+        self.aug = segmentation_augmentation(self.mean, self.std, train=False)
+
+    def setup(self, stage: str) -> None:
+        """Set up datasets.
+
+        Args:
+            stage: Either 'fit', 'validate', 'test', or 'predict'.
+        """
+        if stage in ['fit']:
+            self.train_dataset = self.dataset_class(
+                split='train',
+                num_patches=self.patches_per_epoch,
+                seed=self.seed,
+                **self.kwargs,
+            )
+        if stage in ['fit', 'validate']:
+            self.val_dataset = self.dataset_class(
+                split='val', stride=self.eval_stride, **self.kwargs
+            )
+        if stage in ['test', 'predict']:
+            test = self.dataset_class(
+                split='test', stride=self.eval_stride, **self.kwargs
+            )
+            self.test_dataset = self.predict_dataset = test
+
+
+class SalinasADataModule(HyperspectralSceneDataModule):
+    """LightningDataModule for the :class:`~torchgeo_specdm.datasets.SalinasA` scene.
+
+    The defaults fit the small 83 x 86 px scene: 16 px patches, column blocks 52,
+    17 and 17 px wide (train, val, test), 512 training crops per epoch and
+    validation and test grids of step 8 (9 patches each).
+
+    .. versionadded:: 0.1
+    """
+
+    dataset_class = SalinasA
+
+
+class IndianPinesDataModule(HyperspectralSceneDataModule):
+    """LightningDataModule for the :class:`~torchgeo_specdm.datasets.IndianPines` scene.
+
+    .. versionadded:: 0.1
+    """
+
+    dataset_class = IndianPines
+
+
+class PaviaUDataModule(HyperspectralSceneDataModule):
+    """LightningDataModule for the :class:`~torchgeo_specdm.datasets.PaviaU` scene.
+
+    .. versionadded:: 0.1
+    """
+
+    dataset_class = PaviaU
