@@ -1,5 +1,6 @@
 """LatentDiffusion task and SpecDMPipeline on tiny models."""
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,37 @@ def test_sharded_sampling_is_byte_identical(
     assert len(_checksums(tmp_path / 'one')) == 8
     assert _checksums(tmp_path / 'one') == _checksums(tmp_path / 'two')
     assert one['samples'] == two['samples']
+
+
+@pytest.mark.parametrize(('sampler', 'steps'), [('ddpm', 1000), ('dpmpp', 25)])
+def test_default_prediction_keeps_samplers_bounded(sampler: str, steps: int) -> None:
+    # The cosine schedule's last alpha-bar is ~2e-9. A model output that is off by
+    # one unit there (zeros here) moves an epsilon sampler ~1e4 units away; a
+    # v-prediction sampler stays within a few units of the noise it started from.
+    def final_spread(prediction_type: str) -> float:
+        config = dict(
+            DDPMScheduler(
+                beta_schedule='squaredcos_cap_v2',
+                prediction_type=prediction_type,
+                clip_sample=False,
+            ).config
+        )
+        scheduler = make_scheduler(sampler, config)
+        scheduler.set_timesteps(steps)
+        sample = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+        for t in scheduler.timesteps:
+            sample = scheduler.step(torch.zeros_like(sample), t, sample).prev_sample
+        return float(sample.abs().max())
+
+    parameters = inspect.signature(LatentDiffusion).parameters
+    assert parameters['prediction_type'].default == 'v_prediction'
+    assert final_spread('v_prediction') < 10
+    assert final_spread('epsilon') > 1000
+
+
+def test_epsilon_with_cosine_schedule_warns() -> None:
+    with (
+        pytest.warns(UserWarning, match='v_prediction'),
+        pytest.raises(InvalidInputError, match='needs a trained VAE'),
+    ):
+        LatentDiffusion(prediction_type='epsilon')

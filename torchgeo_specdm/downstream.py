@@ -2,22 +2,36 @@
 
 import os
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from einops import rearrange
 from lightning.pytorch import Trainer
 from torch import Tensor
 from torchgeo.datamodules import NonGeoDataModule
+from torchgeo.datasets import DatasetNotFoundError
 from torchgeo.tasks import ChangeDetection, SemanticSegmentation
+from torchmetrics.functional.classification import (
+    binary_f1_score,
+    binary_jaccard_index,
+    binary_precision,
+    binary_recall,
+    multiclass_accuracy,
+    multiclass_jaccard_index,
+)
 
+from .datasets.validation import InvalidInputError
 from .tasks.checkpoints import own_hyperparameters, read_checkpoint
 from .tasks.utils import infer_data_spec
 from .types import Path
 
 
 def make_downstream_task(
-    in_channels: int, num_classes: int, change: bool, lr: float = 1e-3
+    in_channels: int,
+    num_classes: int,
+    change: bool,
+    lr: float = 1e-3,
+    ignore_index: int | None = None,
 ) -> SemanticSegmentation | ChangeDetection:
     """TorchGeo's stock smp U-Net (ResNet-18 encoder, trained from scratch).
 
@@ -26,6 +40,7 @@ def make_downstream_task(
         num_classes: classes (2 for change detection).
         change: build a change-detection task on image pairs.
         lr: learning rate.
+        ignore_index: label left out of the segmentation loss (e.g. unlabelled).
 
     Returns:
         the task.
@@ -49,6 +64,7 @@ def make_downstream_task(
             task='multiclass',
             num_classes=num_classes,
             loss='ce',
+            ignore_index=ignore_index,
             lr=lr,
         )
 
@@ -70,7 +86,10 @@ def train_downstream(
     datamodule.setup('fit')
     spec = infer_data_spec(datamodule)
     task = make_downstream_task(
-        spec['in_channels'], spec['num_classes'], spec['num_images'] == 2
+        spec['in_channels'],
+        spec['num_classes'],
+        spec['num_images'] == 2,
+        ignore_index=getattr(datamodule, 'ignore_index', None),
     )
     trainer = Trainer(
         max_time=timedelta(minutes=minutes),
@@ -83,7 +102,9 @@ def train_downstream(
     )
     trainer.fit(task, datamodule=datamodule)
     os.makedirs(work_dir, exist_ok=True)
-    trainer.save_checkpoint(os.path.join(work_dir, 'downstream.ckpt'))
+    trainer.save_checkpoint(
+        os.path.join(work_dir, 'downstream.ckpt'), weights_only=True
+    )
     return task.eval()
 
 
@@ -152,3 +173,70 @@ def encoder_features(task: Any, image: Tensor, batch_size: int = 32) -> Tensor:
         ]
         features.append(deepest.mean(dim=(2, 3)))
     return torch.cat(features)
+
+
+def held_out_split(datamodule: NonGeoDataModule) -> str:
+    """The split a downstream model is scored on: 'test', or 'val' without one.
+
+    Args:
+        datamodule: the real data.
+
+    Returns:
+        'test' when the datamodule sets up a test split, else 'val' (e.g. an
+        OSCD root without a ``Test Labels`` folder).
+    """
+    try:
+        datamodule.setup('test')
+    except (DatasetNotFoundError, FileNotFoundError, InvalidInputError):
+        return 'val'
+    return 'test' if getattr(datamodule, 'test_dataset', None) is not None else 'val'
+
+
+@torch.no_grad()
+def score_downstream(
+    task: Any, datamodule: NonGeoDataModule, split: Literal['val', 'test'] = 'test'
+) -> dict[str, float]:
+    """Score a downstream model on a purely real split with torchmetrics.
+
+    Args:
+        task: a trained SemanticSegmentation or ChangeDetection task.
+        datamodule: the real data.
+        split: 'test' or 'val'.
+
+    Returns:
+        ``miou`` and ``oa`` for segmentation (pixels of the datamodule's
+        ``ignore_index``, if any, are left out); ``f1``, ``precision``,
+        ``recall`` and ``iou`` of the change class for change detection.
+    """
+    datamodule.setup('test' if split == 'test' else 'fit')
+    loader = (
+        datamodule.test_dataloader() if split == 'test' else datamodule.val_dataloader()
+    )
+    task.eval()
+    predictions, targets = [], []
+    for batch in loader:
+        batch = datamodule.aug(batch)
+        predictions.append(predict_labels(task, batch['image'].to(task.device)).cpu())
+        targets.append(batch['mask'].reshape(predictions[-1].shape).long())
+    prediction, target = torch.cat(predictions), torch.cat(targets)
+    if isinstance(task, ChangeDetection):
+        return {
+            'f1': float(binary_f1_score(prediction, target)),
+            'precision': float(binary_precision(prediction, target)),
+            'recall': float(binary_recall(prediction, target)),
+            'iou': float(binary_jaccard_index(prediction, target)),
+        }
+    num_classes = int(task.hparams['num_classes'])
+    ignore_index = getattr(datamodule, 'ignore_index', None)
+    return {
+        'miou': float(
+            multiclass_jaccard_index(
+                prediction, target, num_classes, 'macro', ignore_index=ignore_index
+            )
+        ),
+        'oa': float(
+            multiclass_accuracy(
+                prediction, target, num_classes, 'micro', ignore_index=ignore_index
+            )
+        ),
+    }

@@ -1,5 +1,6 @@
 """Latent diffusion task: stage 2 of SpecDM."""
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -44,7 +45,7 @@ class LatentDiffusion(BaseTask):
         block_out_channels: Sequence[int] = (64, 128, 128),
         layers_per_block: int = 1,
         attention: bool = True,
-        prediction_type: Literal['epsilon', 'v_prediction'] = 'epsilon',
+        prediction_type: Literal['epsilon', 'v_prediction'] = 'v_prediction',
         beta_schedule: Literal[
             'linear', 'scaled_linear', 'squaredcos_cap_v2'
         ] = 'squaredcos_cap_v2',
@@ -72,7 +73,12 @@ class LatentDiffusion(BaseTask):
             block_out_channels: widths of the U-Net levels.
             layers_per_block: ResNet layers per U-Net block.
             attention: use self-attention in the U-Net's lower levels.
-            prediction_type: 'epsilon' or 'v_prediction'.
+            prediction_type: 'v_prediction' or 'epsilon'. With the cosine
+                schedule, the last training step keeps a signal share
+                (alpha-bar) of about 2e-9, so an epsilon model's clean-latent
+                estimate there amplifies any error ~2e4 times and samplers that
+                start at that step (DDPM-1000, DPM-Solver++) diverge; v-prediction
+                stays bounded. Pair 'epsilon' with 'scaled_linear'.
             beta_schedule: 'linear', 'scaled_linear' or 'squaredcos_cap_v2' (cosine).
             num_train_timesteps: diffusion steps of the training schedule.
             snr_gamma: min-SNR loss weighting gamma; ``None`` for plain MSE.
@@ -96,6 +102,15 @@ class LatentDiffusion(BaseTask):
                 names are unchanged).
             vae: an already loaded VAE (used instead of ``vae_checkpoint``).
         """
+        if prediction_type == 'epsilon' and beta_schedule == 'squaredcos_cap_v2':
+            warnings.warn(
+                "prediction_type='epsilon' with beta_schedule='squaredcos_cap_v2' "
+                'diverges in samplers that start at the last timestep (DDPM, '
+                "DPM-Solver++): use prediction_type='v_prediction' or "
+                "beta_schedule='scaled_linear'.",
+                UserWarning,
+                stacklevel=2,
+            )
         # Not an nn.Module attribute yet: Module.__init__ has not run.
         object.__setattr__(self, '_given_vae', vae)
         super().__init__()
