@@ -149,6 +149,57 @@ def sample_main(args: Sequence[str]) -> None:
         help='processes or GPUs to shard the samples over (Lightning DDP); the files '
         'are identical whatever the number',
     )
+    request = parser.add_argument_group(
+        'requests',
+        'For a model trained with --model.init_args.condition: ask for the pairs you '
+        'are short of. The manifest records the request and, per pair, its target '
+        'and whether the generated mask meets it.',
+    )
+    request.add_argument(
+        '--classes',
+        help='comma-separated class names every pair must contain, e.g. '
+        'wetlands,surface_water (case-insensitive; spaces or underscores)',
+    )
+    request.add_argument(
+        '--min-fraction',
+        type=float,
+        help='smallest pixel share of each requested class, in [0, 1] (default: any '
+        'pixel)',
+    )
+    request.add_argument(
+        '--change-fraction',
+        metavar='LO:HI',
+        help='range of the changed-pixel share, e.g. 0.1:0.2 (change models '
+        'conditioned on change_fraction)',
+    )
+    request.add_argument(
+        '--rebalance',
+        action='store_true',
+        help='give each pair one target class so that the training images plus the '
+        'generated ones hold every class (or every --classes class) as evenly as '
+        '--num-samples allows',
+    )
+    request.add_argument(
+        '--guidance-scale',
+        type=float,
+        default=1.0,
+        help='classifier-free guidance: 0 unconditional, 1 conditional, above 1 '
+        'pushed towards the request (default: %(default)s)',
+    )
+    request.add_argument(
+        '--on-miss',
+        choices=['flag', 'redraw'],
+        default='flag',
+        help='a pair that misses its request is kept and flagged, or redrawn with '
+        'a new seed of (seed, index, attempt) (default: %(default)s)',
+    )
+    request.add_argument(
+        '--max-attempts',
+        type=int,
+        default=4,
+        help='draws per pair at most with --on-miss redraw; the last is kept and '
+        'flagged if it still misses (default: %(default)s)',
+    )
     options = parser.parse_args(args)
     from .sample import generate
 
@@ -161,8 +212,19 @@ def sample_main(args: Sequence[str]) -> None:
         batch_size=options.batch_size,
         seed=options.seed,
         devices=options.devices,
+        classes=options.classes,
+        min_fraction=options.min_fraction,
+        change_fraction=options.change_fraction,
+        guidance_scale=options.guidance_scale,
+        on_miss=options.on_miss,
+        max_attempts=options.max_attempts,
+        rebalance=options.rebalance,
     )
-    print(f'Wrote {len(manifest["samples"])} pairs to {os.path.abspath(options.out)}')
+    samples = manifest['samples']
+    print(f'Wrote {len(samples)} pairs to {os.path.abspath(options.out)}')
+    if manifest['generator']['request'] is not None:
+        met = sum(bool(sample.get('meets_request')) for sample in samples)
+        print(f'{met} of {len(samples)} pairs meet the request')
 
 
 def evaluate_main(args: Sequence[str]) -> None:

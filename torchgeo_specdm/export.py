@@ -43,6 +43,9 @@ CONFIG_NAME = 'config.json'
 
 _FILE_PROPERTY = {'type': 'string', 'minLength': 1}
 
+_FRACTION = {'type': 'number', 'minimum': 0, 'maximum': 1}
+_FRACTION_OR_NULL = {'type': ['number', 'null'], 'minimum': 0, 'maximum': 1}
+
 # Marks a field not allowed in a context (jsonschema loses the path of ``False``).
 _FORBIDDEN: dict[str, Any] = {'not': {}}
 
@@ -96,8 +99,27 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                 'checkpoint_sha256': {'type': 'string', 'pattern': '^[0-9a-f]{64}$'},
                 'sampler': {'type': 'string', 'minLength': 1},
                 'steps': {'type': 'integer', 'minimum': 1},
-                'guidance_scale': {'type': 'number'},
-                'request': {'type': ['object', 'null']},
+                'guidance_scale': {'type': 'number', 'minimum': 0},
+                'request': {
+                    'type': ['object', 'null'],
+                    'properties': {
+                        'condition': {'type': 'string'},
+                        'classes': {
+                            'type': ['array', 'null'],
+                            'items': {'type': 'string'},
+                        },
+                        'min_fraction': _FRACTION_OR_NULL,
+                        'change_fraction': {
+                            'type': ['array', 'null'],
+                            'items': _FRACTION,
+                            'minItems': 2,
+                            'maxItems': 2,
+                        },
+                        'rebalance': {'type': 'boolean'},
+                        'on_miss': {'enum': ['flag', 'redraw']},
+                        'max_attempts': {'type': 'integer', 'minimum': 1},
+                    },
+                },
                 'seed': {'type': 'integer'},
                 'package_version': {'type': 'string', 'minLength': 1},
             },
@@ -122,6 +144,22 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                         'minItems': 2,
                     },
                     'alignment': {'type': ['number', 'null']},
+                    'target': {
+                        'type': 'object',
+                        'additionalProperties': False,
+                        'properties': {
+                            'classes': {'type': 'array', 'items': {'type': 'string'}},
+                            'min_fraction': _FRACTION,
+                            'change_fraction': {
+                                'type': 'array',
+                                'items': _FRACTION,
+                                'minItems': 2,
+                                'maxItems': 2,
+                            },
+                        },
+                    },
+                    'meets_request': {'type': 'boolean'},
+                    'attempts': {'type': 'integer', 'minimum': 1},
                 },
             },
         },
@@ -149,6 +187,9 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         }
     },
 }
+
+#: Keys of a sample record that describe a conditional run's request.
+_REQUEST_KEYS = ('target', 'meets_request', 'attempts')
 
 #: Keys of a sample record that hold file paths, in writing order.
 _PATH_KEYS = ('image', 'image1', 'image2', 'mask')
@@ -777,12 +818,51 @@ class DatasetWriter:
             with rasterio.open(temp, 'w', **profile) as dst:
                 dst.write(array)
 
+    @staticmethod
+    def _extra_fields(index: int, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Check a sample's request fields against the schema.
+
+        Args:
+            index: sample index.
+            extra: the fields.
+
+        Returns:
+            the fields, as JSON data.
+
+        Raises:
+            InvalidInputError: if they cannot be stored or break the schema.
+        """
+        if not extra:
+            return {}
+        unknown = sorted(set(extra) - set(_REQUEST_KEYS))
+        if unknown:
+            raise InvalidInputError(
+                f'extra: unknown fields {unknown} for sample {index}. Pass only '
+                f'{", ".join(_REQUEST_KEYS)}.'
+            )
+        try:
+            fields = json.loads(json.dumps(dict(extra), allow_nan=False))
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(
+                f'extra: cannot be stored as JSON ({error}). Pass only strings, '
+                'finite numbers, booleans, None, lists and dicts.'
+            ) from None
+        item = {'id': index, 'mask': 'm', 'seed': 0, 'class_fractions': [0, 0]}
+        _validate(
+            {**item, **fields},
+            MANIFEST_SCHEMA['properties']['samples']['items'],
+            'DatasetWriter.write arguments',
+            f'$.samples[{index}]',
+        )
+        return dict(fields)
+
     def write(
         self,
         index: int,
         image: Tensor | np.ndarray,
         mask: Tensor | np.ndarray,
         seed: int,
+        extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Write one sample: its files, then its part record.
 
@@ -795,13 +875,16 @@ class DatasetWriter:
                 (change), in native units.
             mask: [H, W] or [1, H, W] class indices (change: 0/1).
             seed: seed the sample was generated from.
+            extra: request fields of a conditional run: ``target``,
+                ``meets_request`` and ``attempts`` (see :data:`MANIFEST_SCHEMA`).
 
         Returns:
             the sample's record, as it will appear in the manifest.
 
         Raises:
             InvalidInputError: if an input has the wrong shape, band count or size,
-                holds NaN or Inf values, or labels outside the classes.
+                holds NaN or Inf values, or labels outside the classes, or
+                ``extra`` breaks the schema.
         """
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise InvalidInputError(
@@ -810,6 +893,7 @@ class DatasetWriter:
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise InvalidInputError(f'seed={seed!r}: pass the integer sample seed.')
         source = f'sample {index}'
+        fields = self._extra_fields(index, extra)
         image_t = torch.as_tensor(image).detach().cpu().to(torch.float32)
         mask_t = torch.as_tensor(mask).detach().cpu()
         want = '[C, H, W]' if self.task == 'segmentation' else '[2, C, H, W]'
@@ -855,6 +939,7 @@ class DatasetWriter:
         counts = np.bincount(mask_np.ravel(), minlength=self.num_classes)
         record['seed'] = int(seed)
         record['class_fractions'] = (counts / max(mask_np.size, 1)).tolist()
+        record.update(fields)
         for folder in (*self.image_dirs, 'masks'):
             _fsync_dir(os.path.join(self.root, folder))
         _write_json(self._record_path(index), record)

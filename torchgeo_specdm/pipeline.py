@@ -17,23 +17,26 @@ from diffusers.utils.outputs import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
+from .conditions import ConditionEmbedding, flag_conditions, null_conditions
 from .datasets.validation import InvalidInputError
 
 Sampler = Literal['ddpm', 'ddim', 'dpmpp']
 SAMPLERS: tuple[str, ...] = ('ddpm', 'ddim', 'dpmpp')
 
 
-def sample_seed(seed: int, index: int) -> int:
-    """The noise seed of sample ``index``: it depends on (seed, index) only.
+def sample_seed(seed: int, index: int, attempt: int = 0) -> int:
+    """The noise seed of sample ``index``: it depends on (seed, index, attempt) only.
 
     Args:
         seed: the run's seed.
         index: the sample's index.
+        attempt: redraw number of the sample (0: the first draw).
 
     Returns:
         a 63-bit seed for a :class:`torch.Generator`.
     """
-    state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
+    entropy = [seed, index] if attempt == 0 else [seed, index, attempt]
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 ^ int(state[1])
 
 
@@ -113,6 +116,12 @@ class SpecDMPipeline(DiffusionPipeline):
         height, width = (size, size) if isinstance(size, int) else size
         return int(self.unet.config['in_channels']), int(height), int(width)
 
+    @property
+    def condition_size(self) -> int:
+        """Number of condition values the U-Net takes (0: unconditional model)."""
+        embedding = self.unet.class_embedding
+        return embedding.num_values if isinstance(embedding, ConditionEmbedding) else 0
+
     @torch.no_grad()
     def __call__(
         self,
@@ -124,6 +133,9 @@ class SpecDMPipeline(DiffusionPipeline):
         output_type: Literal['pt', 'latent'] = 'pt',
         return_dict: bool = True,
         pad_batches: bool = False,
+        condition: Tensor | Sequence[float] | Sequence[Sequence[float]] | None = None,
+        guidance_scale: float = 1.0,
+        attempts: Sequence[int] | None = None,
     ) -> SpecDMPipelineOutput | tuple[Tensor, Tensor, Tensor]:
         """Sample image-mask pairs.
 
@@ -139,19 +151,40 @@ class SpecDMPipeline(DiffusionPipeline):
                 CPU, results are bit-identical only for the same batch size and
                 thread count, so this makes files independent of how the indices
                 are split over processes.
+            condition: condition values for a conditional U-Net: one vector [D]
+                for every sample, or one per sample [N, D] (see
+                :func:`~torchgeo_specdm.conditions.mask_conditions`). ``None``
+                samples unconditionally; for an unconditional U-Net this is the
+                only choice, and the loop is exactly the plain one.
+            guidance_scale: classifier-free guidance scale s, with
+                ``prediction = uncond + s * (cond - uncond)``: 0 ignores the
+                condition (unconditional), 1 follows the conditional model alone
+                (one U-Net pass per step) and above 1 pushes the samples further
+                towards the condition (two passes per step). Only used with a
+                ``condition``.
+            attempts: redraw number of each sample (default 0 for all): sample i
+                at attempt a uses the noise seed of (seed, i, a).
 
         Returns:
             the images, masks and latents.
 
         Raises:
             InvalidInputError: for a non-positive sample count, batch size or step
-                count, or more steps than the scheduler was trained with.
+                count, more steps than the scheduler was trained with, a negative
+                guidance scale, or a condition that the U-Net cannot take.
         """
         chosen = list(range(num_samples)) if indices is None else list(indices)
         if not chosen:
             raise InvalidInputError(
                 f'num_samples={num_samples}: ask for at least one sample.'
             )
+        tries = [0] * len(chosen) if attempts is None else list(attempts)
+        if len(tries) != len(chosen):
+            raise InvalidInputError(
+                f'attempts: {len(tries)} entries for {len(chosen)} samples. Give one '
+                'attempt number per sample.'
+            )
+        labels = self._condition_labels(condition, len(chosen), guidance_scale)
         if batch_size < 1:
             raise InvalidInputError(f'batch_size={batch_size} must be at least 1.')
         trained = int(self.scheduler.config['num_train_timesteps'])
@@ -164,8 +197,20 @@ class SpecDMPipeline(DiffusionPipeline):
         for start in self.progress_bar(range(0, len(chosen), batch_size)):
             batch = chosen[start : start + batch_size]
             padding = batch_size - len(batch) if pad_batches else 0
+            batch_tries = tries[start : start + batch_size]
+            batch_labels = None
+            if labels is not None:
+                batch_labels = labels[start : start + batch_size]
+                batch_labels = torch.cat(
+                    [batch_labels, batch_labels[-1:].expand(padding, -1)]
+                )
             latent = self._denoise(
-                batch + batch[-1:] * padding, seed, num_inference_steps
+                batch + batch[-1:] * padding,
+                seed,
+                num_inference_steps,
+                batch_tries + batch_tries[-1:] * padding,
+                batch_labels,
+                guidance_scale,
             )
             latent = latent[: len(batch)]
             latents.append(latent.cpu())
@@ -180,10 +225,70 @@ class SpecDMPipeline(DiffusionPipeline):
             return image_out, mask_out, latent_out
         return SpecDMPipelineOutput(image=image_out, mask=mask_out, latents=latent_out)
 
-    def _denoise(self, batch: Sequence[int], seed: int, steps: int) -> Tensor:
+    def _condition_labels(
+        self,
+        condition: Tensor | Sequence[float] | Sequence[Sequence[float]] | None,
+        count: int,
+        guidance_scale: float,
+    ) -> Tensor | None:
+        """Check the condition and turn it into flagged U-Net class labels.
+
+        Args:
+            condition: the ``condition`` argument of :meth:`__call__`.
+            count: number of samples.
+            guidance_scale: the guidance scale.
+
+        Returns:
+            [count, D + 1] labels; the null labels for a conditional U-Net without
+            a condition; None for an unconditional U-Net.
+
+        Raises:
+            InvalidInputError: for a negative or non-finite guidance scale, or a
+                condition that does not fit the U-Net.
+        """
+        if not guidance_scale >= 0 or guidance_scale == float('inf'):
+            raise InvalidInputError(
+                f'guidance_scale={guidance_scale}: must be a finite number >= 0 '
+                '(0: unconditional, 1: conditional, above 1: guided).'
+            )
+        size = self.condition_size
+        if condition is None:
+            if size == 0:
+                return None
+            return torch.zeros(count, size + 1)
+        if size == 0:
+            raise InvalidInputError(
+                'condition: this model was trained without conditions '
+                "(LatentDiffusion condition='none'). Sample without a condition, or "
+                'train a model with condition=class_fraction, class_presence or '
+                'change_fraction.'
+            )
+        values = torch.as_tensor(condition, dtype=torch.float32).cpu()
+        if values.ndim == 1:
+            values = values.expand(count, -1)
+        if values.ndim != 2 or values.shape != (count, size):
+            raise InvalidInputError(
+                f'condition: shape {tuple(values.shape)} does not fit: this model takes '
+                f'{size} condition values, as one vector [{size}] or one per sample '
+                f'[{count}, {size}].'
+            )
+        if not bool(torch.isfinite(values).all()):
+            raise InvalidInputError('condition: holds NaN or Inf values.')
+        return flag_conditions(values)
+
+    def _denoise(
+        self,
+        batch: Sequence[int],
+        seed: int,
+        steps: int,
+        attempts: Sequence[int] | None = None,
+        labels: Tensor | None = None,
+        guidance_scale: float = 1.0,
+    ) -> Tensor:
+        tries = [0] * len(batch) if attempts is None else attempts
         generators = [
-            torch.Generator(device='cpu').manual_seed(sample_seed(seed, index))
-            for index in batch
+            torch.Generator(device='cpu').manual_seed(sample_seed(seed, index, attempt))
+            for index, attempt in zip(batch, tries, strict=True)
         ]
         shape = (len(batch), *self.latent_shape)
         device = self.unet.device
@@ -191,14 +296,45 @@ class SpecDMPipeline(DiffusionPipeline):
             shape, generator=generators, device=device, dtype=self.unet.dtype
         )
         latent = latent * self.scheduler.init_noise_sigma
+        if labels is not None:
+            labels = labels.to(device, self.unet.dtype)
+            if not bool(labels[:, -1].any()) or guidance_scale == 0:
+                # Null condition or no guidance: the unconditional branch alone.
+                labels, guidance_scale = null_conditions(labels), 1.0
         self.scheduler.set_timesteps(steps, device=device)
         for t in self.scheduler.timesteps:
             model_input = self.scheduler.scale_model_input(latent, t)
-            model_output = self.unet(model_input, t).sample
+            model_output = self._predict(model_input, t, labels, guidance_scale)
             latent = self.scheduler.step(
                 model_output, t, latent, generator=generators
             ).prev_sample
         return latent
+
+    def _predict(
+        self, sample: Tensor, t: Tensor, labels: Tensor | None, guidance_scale: float
+    ) -> Tensor:
+        """One U-Net prediction, with classifier-free guidance when asked.
+
+        Args:
+            sample: the scaled model input.
+            t: the timestep.
+            labels: flagged condition labels, or None for an unconditional U-Net.
+            guidance_scale: the guidance scale (1: the given labels' branch only).
+
+        Returns:
+            the (guided) model output.
+        """
+        if labels is None:
+            return self.unet(sample, t).sample
+        if guidance_scale == 1:
+            return self.unet(sample, t, class_labels=labels).sample
+        both = self.unet(
+            torch.cat([sample, sample]),
+            t,
+            class_labels=torch.cat([null_conditions(labels), labels]),
+        ).sample
+        uncond, cond = both.chunk(2)
+        return uncond + guidance_scale * (cond - uncond)
 
     def decode(self, latent: Tensor) -> tuple[Tensor, Tensor]:
         """Decode scaled joint latents into images (native units) and labels.

@@ -3,6 +3,7 @@
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,7 +18,8 @@ import torchgeo_specdm
 
 from .datasets.validation import InvalidInputError
 from .export import DatasetWriter
-from .pipeline import Sampler, SpecDMPipelineOutput, sample_seed
+from .pipeline import Sampler, SpecDMPipeline, SpecDMPipelineOutput, sample_seed
+from .request import OnMiss, SamplePlan, make_plan
 from .types import Path
 
 
@@ -37,38 +39,154 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class SampleIndices(Dataset[int]):
-    """The sample indices still to generate: the data a prediction run shards.
+def sample_blocks(
+    num_samples: int, batch_size: int, done: set[int] | frozenset[int] = frozenset()
+) -> list[list[int]]:
+    """The fixed batches of a run that still hold unfinished samples.
+
+    Sample i is always denoised in batch ``i // batch_size``, with the same
+    neighbours at the same positions, whichever process runs the batch and
+    whichever of its samples an earlier run finished: with per-sample
+    conditions, CPU results can depend on a sample's place in its batch.
+
+    Args:
+        num_samples: samples in the run.
+        batch_size: pairs denoised at once.
+        done: finished sample indices.
+
+    Returns:
+        the index blocks to generate.
+    """
+    blocks = [
+        list(range(start, min(start + batch_size, num_samples)))
+        for start in range(0, num_samples, batch_size)
+    ]
+    return [block for block in blocks if not set(block) <= done]
+
+
+class SampleIndices(Dataset[Tensor]):
+    """The index blocks still to generate: the data a prediction run shards.
+
+    Each item is one whole batch (see :func:`sample_blocks`); load it with
+    ``DataLoader(..., batch_size=None)``.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, indices: Sequence[int]) -> None:
+    def __init__(self, blocks: Sequence[Sequence[int]]) -> None:
         """Initialize a new SampleIndices instance.
 
         Args:
-            indices: indices to generate.
+            blocks: index blocks to generate.
         """
-        self.indices = list(indices)
+        self.blocks = [list(block) for block in blocks]
 
     def __len__(self) -> int:
-        """Return the number of indices.
+        """Return the number of blocks.
 
         Returns:
             length of the dataset
         """
-        return len(self.indices)
+        return len(self.blocks)
 
-    def __getitem__(self, position: int) -> int:
-        """Return one index.
+    def __getitem__(self, position: int) -> Tensor:
+        """Return one block.
 
         Args:
             position: position in the list.
 
         Returns:
-            the sample index
+            the block's sample indices
         """
-        return self.indices[position]
+        return torch.tensor(self.blocks[position])
+
+
+@dataclass
+class DrawnPair:
+    """One generated pair, with the attempt that produced it.
+
+    .. versionadded:: 0.1
+    """
+
+    #: sample index.
+    index: int
+    #: its image(s), in native units.
+    image: Tensor
+    #: its mask.
+    mask: Tensor
+    #: the redraw number that produced it (0: the first draw).
+    attempt: int = 0
+    #: whether it meets its request (None without a request).
+    meets: bool | None = None
+
+
+def draw_pairs(
+    pipeline: SpecDMPipeline,
+    indices: Sequence[int],
+    seed: int,
+    steps: int,
+    batch_size: int,
+    guidance_scale: float = 1.0,
+    plan: SamplePlan | None = None,
+) -> list[DrawnPair]:
+    """Generate the pairs of some sample indices, redrawing misses if the plan says so.
+
+    Without a plan this is one unconditional pipeline call. With one, each sample
+    is conditioned on its target and checked against it; with
+    ``on_miss='redraw'`` a miss is sampled again from the seed of (seed, index,
+    attempt), up to ``max_attempts`` draws, and the last draw is kept (flagged if
+    it still misses). Every call pads its batches to ``batch_size``, so pair i is
+    the same whatever the other indices.
+
+    Args:
+        pipeline: the sampling pipeline.
+        indices: sample indices.
+        seed: the run seed.
+        steps: denoising steps.
+        batch_size: pairs denoised at once.
+        guidance_scale: classifier-free guidance scale (with a plan).
+        plan: the request plan, or None for unconditional sampling.
+
+    Returns:
+        one pair per index, in the order given.
+    """
+    attempts = {index: 0 for index in indices}
+    drawn: dict[int, DrawnPair] = {}
+    pending = list(indices)
+    while pending:
+        condition = None
+        if plan is not None:
+            condition = torch.stack(
+                [plan.condition(seed, i, attempts[i]) for i in pending]
+            )
+        output = pipeline(
+            indices=pending,
+            attempts=[attempts[i] for i in pending],
+            batch_size=batch_size,
+            seed=seed,
+            num_inference_steps=steps,
+            pad_batches=True,
+            condition=condition,
+            guidance_scale=guidance_scale if plan is not None else 1.0,
+        )
+        assert isinstance(output, SpecDMPipelineOutput)
+        retry = []
+        for position, index in enumerate(pending):
+            mask = output.mask[position]
+            meets = None if plan is None else plan.meets(mask, index)
+            drawn[index] = DrawnPair(
+                index, output.image[position], mask, attempts[index], meets
+            )
+            if (
+                plan is not None
+                and not meets
+                and plan.on_miss == 'redraw'
+                and attempts[index] + 1 < plan.max_attempts
+            ):
+                attempts[index] += 1
+                retry.append(index)
+        pending = retry
+    return [drawn[index] for index in indices]
 
 
 class GeneratedDatasetWriter(BasePredictionWriter):
@@ -80,18 +198,30 @@ class GeneratedDatasetWriter(BasePredictionWriter):
     .. versionadded:: 0.1
     """
 
-    def __init__(self, out: Path, settings: dict[str, Any], seed: int) -> None:
+    def __init__(
+        self,
+        out: Path,
+        settings: dict[str, Any],
+        seed: int,
+        plan: SamplePlan | None = None,
+        done: set[int] | frozenset[int] = frozenset(),
+    ) -> None:
         """Initialize a new GeneratedDatasetWriter instance.
 
         Args:
             out: output folder.
             settings: the :class:`~torchgeo_specdm.export.DatasetWriter` arguments.
             seed: run seed.
+            plan: the request plan of a conditional run.
+            done: samples an earlier run finished (generated again with their
+                batch, not rewritten).
         """
         super().__init__(write_interval='batch')
         self.out = out
         self.settings = settings
         self.seed = seed
+        self.plan = plan
+        self.done = frozenset(done)
         self.writer: DatasetWriter | None = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -119,21 +249,16 @@ class GeneratedDatasetWriter(BasePredictionWriter):
         Args:
             trainer: the trainer.
             pl_module: the model.
-            prediction: the batch's :class:`SpecDMPipelineOutput`.
+            prediction: the batch's :class:`DrawnPair` list.
             batch_indices: positions of the batch in the dataset.
             batch: the sample indices of the batch.
             batch_idx: the batch's index.
             dataloader_idx: the dataloader's index.
         """
         assert self.writer is not None
-        for position, index in enumerate(batch.tolist()):
-            write_pair(
-                self.writer,
-                index,
-                prediction.image[position],
-                prediction.mask[position],
-                self.seed,
-            )
+        for pair in prediction:
+            if pair.index not in self.done:
+                write_pair(self.writer, pair, self.seed, self.plan)
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         """Wait for every rank to finish writing.
@@ -145,8 +270,28 @@ class GeneratedDatasetWriter(BasePredictionWriter):
         trainer.strategy.barrier()
 
 
+def model_class_names(model: Any) -> list[str]:
+    """The class names of a LatentDiffusion model (``class_<i>`` where unnamed).
+
+    Args:
+        model: the LatentDiffusion model.
+
+    Returns:
+        one name per class, in label order.
+    """
+    vae = model.vae.hparams
+    names = vae['class_names']
+    return list(names) if names else [f'class_{i}' for i in range(vae['num_classes'])]
+
+
 def generation_settings(
-    model: Any, checkpoint: Path, sampler: str, steps: int, seed: int
+    model: Any,
+    checkpoint: Path,
+    sampler: str,
+    steps: int,
+    seed: int,
+    guidance_scale: float = 1.0,
+    plan: SamplePlan | None = None,
 ) -> dict[str, Any]:
     """The dataset-writer arguments that describe a generation run.
 
@@ -156,23 +301,24 @@ def generation_settings(
         sampler: sampler name.
         steps: denoising steps.
         seed: run seed.
+        guidance_scale: classifier-free guidance scale.
+        plan: the request plan of a conditional run.
 
     Returns:
         keyword arguments of :class:`~torchgeo_specdm.export.DatasetWriter`.
     """
     vae = model.vae.hparams
-    classes = vae['num_classes']
     return {
         'task': 'change' if vae['num_images'] == 2 else 'segmentation',
         'bands': vae['bands'] or [f'band_{i}' for i in range(vae['in_channels'])],
-        'num_classes': classes,
-        'class_names': vae['class_names'] or [f'class_{i}' for i in range(classes)],
+        'num_classes': vae['num_classes'],
+        'class_names': model_class_names(model),
         'generator': {
             'checkpoint_sha256': file_sha256(checkpoint),
             'sampler': sampler,
             'steps': steps,
-            'guidance_scale': 1.0,
-            'request': None,
+            'guidance_scale': float(guidance_scale),
+            'request': None if plan is None else plan.record,
             'seed': seed,
             'package_version': torchgeo_specdm.__version__,
         },
@@ -188,6 +334,13 @@ def generate(
     batch_size: int = 16,
     seed: int = 0,
     devices: int = 1,
+    classes: str | None = None,
+    min_fraction: float | None = None,
+    change_fraction: str | None = None,
+    guidance_scale: float = 1.0,
+    on_miss: OnMiss = 'flag',
+    max_attempts: int = 4,
+    rebalance: bool = False,
 ) -> dict[str, Any]:
     """Sample pairs and write them as a generated-dataset folder, resuming if needed.
 
@@ -196,6 +349,11 @@ def generate(
     ``devices > 1`` Lightning shards the indices over processes
     (``trainer.predict`` with DDP); sample i depends on (seed, i) only, so the
     files are the same whatever the number of devices.
+
+    With a request (``classes``, ``change_fraction`` or ``rebalance``, for a model
+    trained with a ``condition``), each pair is sampled with classifier-free
+    guidance towards its target; the manifest records the request, and per pair
+    its target, whether its mask meets it and how many draws it took.
 
     Args:
         checkpoint: a LatentDiffusion checkpoint.
@@ -206,13 +364,28 @@ def generate(
         batch_size: pairs denoised at once.
         seed: run seed.
         devices: processes (CPU) or GPUs to shard the work over.
+        classes: comma-separated class names every pair must contain (matched
+            case-insensitively; spaces and underscores alike).
+        min_fraction: smallest pixel share of each requested class (default: any
+            pixel).
+        change_fraction: ``LO:HI`` range of the changed-pixel share (change
+            models conditioned on 'change_fraction').
+        guidance_scale: classifier-free guidance scale: 0 unconditional, 1
+            conditional, above 1 guided (diffusers' convention).
+        on_miss: 'flag' keeps a pair that misses its request and marks it;
+            'redraw' samples it again with a new seed of (seed, index, attempt).
+        max_attempts: draws per pair at most with 'redraw'.
+        rebalance: give each pair one target class so that the training images
+            plus the generated ones hold each class (among ``classes``, default
+            all) as evenly as ``num_samples`` allows.
 
     Returns:
         the manifest.
 
     Raises:
         InvalidInputError: for a non-positive sample count, batch size or device
-            count, or an output folder that cannot be written.
+            count, an output folder that cannot be written, or a request that is
+            malformed or that the model cannot honour.
     """
     from .tasks import LatentDiffusion
 
@@ -226,26 +399,43 @@ def generate(
         raise InvalidInputError(f'--devices {devices}: must be at least 1.')
     model = LatentDiffusion.from_checkpoint(checkpoint)
     pipeline = model.pipeline(sampler)
-    settings = generation_settings(model, checkpoint, sampler, steps, seed)
+    plan = make_plan(
+        model.hparams['condition'],
+        model_class_names(model),
+        model.training_fractions,
+        num_samples,
+        guidance_scale,
+        classes=classes,
+        min_fraction=min_fraction,
+        change_fraction=change_fraction,
+        rebalance=rebalance,
+        on_miss=on_miss,
+        max_attempts=max_attempts,
+    )
+    settings = generation_settings(
+        model, checkpoint, sampler, steps, seed, guidance_scale, plan
+    )
     writer = _make_writer(out, **settings)
     done = writer.completed()
-    todo = [index for index in range(num_samples) if index not in done]
-    # Same batch size (padded) and threads in every process: bit-identical files
-    # whatever the number of devices.
+    # Same batches (padded) and threads in every process: bit-identical files
+    # whatever the number of devices, and when resuming.
     batch_size = min(batch_size, num_samples)
+    blocks = sample_blocks(num_samples, batch_size, done)
     if devices > 1:
         threads = os.environ.get('OMP_NUM_THREADS')
         os.environ['OMP_NUM_THREADS'] = threads or str(torch.get_num_threads())
-        model.configure_prediction(sampler, steps, seed, batch_size)
+        model.configure_prediction(
+            sampler, steps, seed, batch_size, guidance_scale, plan
+        )
         trainer = Trainer(
             devices=devices,
             strategy='ddp_spawn',
             logger=False,
             enable_checkpointing=False,
             enable_model_summary=False,
-            callbacks=[GeneratedDatasetWriter(out, settings, seed)],
+            callbacks=[GeneratedDatasetWriter(out, settings, seed, plan, done)],
         )
-        loader = DataLoader(SampleIndices(todo), batch_size=batch_size)
+        loader = DataLoader(SampleIndices(blocks), batch_size=None)
         try:
             trainer.predict(model, dataloaders=loader, return_predictions=False)
         finally:
@@ -254,21 +444,14 @@ def generate(
         return writer.finalize(num_samples)
     pipeline.set_progress_bar_config(disable=True)
     progress = tqdm(total=num_samples, initial=len(done), desc='sampling', unit='pair')
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        output = pipeline(
-            indices=chunk,
-            batch_size=batch_size,
-            seed=seed,
-            num_inference_steps=steps,
-            pad_batches=True,
+    for block in blocks:
+        pairs = draw_pairs(
+            pipeline, block, seed, steps, batch_size, guidance_scale, plan
         )
-        assert isinstance(output, SpecDMPipelineOutput)
-        for position, index in enumerate(chunk):
-            write_pair(
-                writer, index, output.image[position], output.mask[position], seed
-            )
-        progress.update(len(chunk))
+        new = [pair for pair in pairs if pair.index not in done]
+        for pair in new:
+            write_pair(writer, pair, seed, plan)
+        progress.update(len(new))
     progress.close()
     return writer.finalize(num_samples)
 
@@ -289,22 +472,36 @@ def _make_writer(out: Path, **kwargs: Any) -> DatasetWriter:
 
 
 def write_pair(
-    writer: DatasetWriter, index: int, image: Tensor, mask: Tensor, seed: int
+    writer: DatasetWriter, pair: DrawnPair, seed: int, plan: SamplePlan | None = None
 ) -> None:
     """Write one generated pair, turning I/O failures into a clear error.
 
     Args:
         writer: the dataset writer.
-        index: sample index.
-        image: its image(s).
-        mask: its mask.
+        pair: the pair.
         seed: the run seed.
+        plan: the request plan of a conditional run (adds the pair's target,
+            ``meets_request`` and ``attempts`` to its record).
 
     Raises:
         InvalidInputError: if the disk is full or the file cannot be written.
     """
+    index = pair.index
+    extra = None
+    if plan is not None:
+        extra = {
+            'target': plan.target_record(index),
+            'meets_request': bool(pair.meets),
+            'attempts': pair.attempt + 1,
+        }
     try:
-        writer.write(index, image, mask, seed=sample_seed(seed, index))
+        writer.write(
+            index,
+            pair.image,
+            pair.mask,
+            seed=sample_seed(seed, index, pair.attempt),
+            extra=extra,
+        )
     except (OSError, RasterioIOError) as error:
         reason = getattr(error, 'strerror', None) or str(error)
         finished = len(writer.completed())

@@ -12,6 +12,15 @@ from diffusers.training_utils import EMAModel, compute_snr
 from torch import Tensor
 from torchgeo.tasks import BaseTask
 
+from ..conditions import (
+    ConditionEmbedding,
+    ConditionKind,
+    class_fractions,
+    condition_size,
+    conditions_from_fractions,
+    drop_conditions,
+    flag_conditions,
+)
 from ..datasets.validation import InvalidInputError
 from ..pipeline import Sampler, SpecDMPipeline, SpecDMPipelineOutput, make_scheduler
 from ..types import Path, Sample
@@ -31,6 +40,15 @@ class LatentDiffusion(BaseTask):
     flip/rotation per step), so the encoder does not run every epoch. An EMA copy of
     the U-Net is kept and used for validation sampling and export. The same task
     trains on the single-stream baseline VAE.
+
+    With ``condition`` other than 'none', each training mask's class fractions,
+    class presence or changed-pixel fraction conditions the U-Net (through its
+    class-embedding input), and is replaced by a null condition with probability
+    ``condition_dropout``, so that one model samples both conditionally and
+    unconditionally (classifier-free guidance in
+    :class:`~torchgeo_specdm.pipeline.SpecDMPipeline`). The class fractions of the
+    training masks are stored in the checkpoint (the training class histogram,
+    and the conditions that requests start from).
 
     .. versionadded:: 0.1
     """
@@ -63,6 +81,8 @@ class LatentDiffusion(BaseTask):
         val_steps: int = 25,
         channels_last: bool = False,
         compile_unet: bool = False,
+        condition: ConditionKind = 'none',
+        condition_dropout: float = 0.1,
         vae: TwoStreamVAE | None = None,
     ) -> None:
         """Initialize a new LatentDiffusion instance.
@@ -100,8 +120,22 @@ class LatentDiffusion(BaseTask):
             compile_unet: train through ``torch.compile`` of the U-Net (compiled on
                 the first training step; sampling and the checkpoint's weight
                 names are unchanged).
+            condition: what the U-Net is told about each training mask: 'none'
+                (unconditional, as before), 'class_fraction' (share of each
+                class), 'class_presence' (1 for each class with any pixel) or
+                'change_fraction' (share of changed pixels; change pairs only).
+            condition_dropout: probability of training a sample with the null
+                condition, so the model also samples unconditionally.
             vae: an already loaded VAE (used instead of ``vae_checkpoint``).
+
+        Raises:
+            InvalidInputError: for a condition dropout outside [0, 1).
         """
+        if not 0 <= condition_dropout < 1:
+            raise InvalidInputError(
+                f'condition_dropout={condition_dropout}: must lie in [0, 1); 0.1 '
+                'trains one model for conditional and unconditional sampling.'
+            )
         if prediction_type == 'epsilon' and beta_schedule == 'squaredcos_cap_v2':
             warnings.warn(
                 "prediction_type='epsilon' with beta_schedule='squaredcos_cap_v2' "
@@ -130,6 +164,16 @@ class LatentDiffusion(BaseTask):
             vae = TwoStreamVAE.from_checkpoint(path)
         self.vae = vae.eval().requires_grad_(False)
         self.vae_hparams = dict(vae.hparams)
+        kind = self.hparams['condition']
+        if kind == 'change_fraction' and vae.hparams['num_images'] != 2:
+            raise InvalidInputError(
+                "condition='change_fraction' needs a change-detection VAE (image "
+                'pairs); this VAE encodes single images. Use class_fraction or '
+                'class_presence.'
+            )
+        self.num_conditions = condition_size(kind, vae.hparams['num_classes'])
+        #: [N, K] class fractions of the training masks (conditional models).
+        self.training_fractions: Tensor | None = None
         self.unet = self._build_unet()
         if self.hparams['channels_last']:
             # ModelMixin.to's @wraps signature confuses mypy; nn.Module.to is the same.
@@ -162,7 +206,7 @@ class LatentDiffusion(BaseTask):
             'UpBlock2D'
         ]
         groups = min(32, min(widths))
-        return UNet2DModel(
+        unet = UNet2DModel(
             sample_size=None,
             in_channels=channels,
             out_channels=channels,
@@ -172,7 +216,14 @@ class LatentDiffusion(BaseTask):
             up_block_types=tuple(up),
             norm_num_groups=groups,
             attention_head_dim=min(64, widths[-1]),
+            class_embed_type='identity' if self.num_conditions else None,
         )
+        if self.num_conditions:
+            # The U-Net adds class_embedding(class_labels) to its time embedding.
+            unet.class_embedding = ConditionEmbedding(
+                self.num_conditions, widths[0] * 4
+            )
+        return unet
 
     def configure_optimizers(self) -> Any:
         """Optimise the U-Net only; the VAE stays frozen.
@@ -215,6 +266,12 @@ class LatentDiffusion(BaseTask):
                 self.vae, datamodule, passes=self.hparams['cache_passes']
             )
             self.latent_cache.install(datamodule)
+            if self.num_conditions:
+                self.training_fractions = self.latent_cache.fractions
+        elif stage == 'fit' and self.num_conditions:
+            self.training_fractions = LatentCache.mask_fractions(
+                datamodule, self.vae.autoencoder.num_classes
+            )
 
     # Training
 
@@ -224,14 +281,38 @@ class LatentDiffusion(BaseTask):
         image = batch['image'].to(self.vae.dtype)
         return self.vae.autoencoder.encode_joint(image, batch['mask'], sample=True)
 
-    def _loss(self, latent: Tensor) -> Tensor:
+    def _labels(self, batch: Sample, dropout: float) -> Tensor | None:
+        """Flagged condition labels of a batch (None for an unconditional model).
+
+        Args:
+            batch: a batch of images and masks, or of cached posteriors.
+            dropout: probability of replacing a sample's label by the null one.
+
+        Returns:
+            [B, D + 1] labels, or None.
+        """
+        if not self.num_conditions:
+            return None
+        if 'class_fractions' in batch:
+            fractions = batch['class_fractions']
+        else:
+            fractions = class_fractions(batch['mask'], self.vae.autoencoder.num_classes)
+        values = conditions_from_fractions(fractions, self.hparams['condition'])
+        return drop_conditions(flag_conditions(values.to(self.device)), dropout)
+
+    def _loss(self, latent: Tensor, labels: Tensor | None = None) -> Tensor:
         noise = torch.randn_like(latent)
         steps = self.noise_scheduler.config['num_train_timesteps']
         timesteps = torch.randint(0, steps, (latent.shape[0],), device=latent.device)
         noisy = self.noise_scheduler.add_noise(latent, noise, timesteps)
         if self.hparams['channels_last']:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
-        prediction = self._training_unet()(noisy, timesteps).sample
+        if labels is None:
+            prediction = self._training_unet()(noisy, timesteps).sample
+        else:
+            prediction = self._training_unet()(
+                noisy, timesteps, class_labels=labels.to(noisy.dtype)
+            ).sample
         if self.hparams['prediction_type'] == 'epsilon':
             target = noise
         else:
@@ -272,7 +353,9 @@ class LatentDiffusion(BaseTask):
             The loss tensor.
         """
         latent = self._latents(batch)
-        loss = self._loss(latent)
+        loss = self._loss(
+            latent, self._labels(batch, self.hparams['condition_dropout'])
+        )
         self.log('train_loss', loss, batch_size=latent.shape[0], prog_bar=True)
         return loss
 
@@ -305,7 +388,8 @@ class LatentDiffusion(BaseTask):
         """
         with self.ema_weights():
             loss = self._loss(
-                self.vae.autoencoder.encode_joint(batch['image'], batch['mask'])
+                self.vae.autoencoder.encode_joint(batch['image'], batch['mask']),
+                self._labels(batch, 0.0),
             )
         self.log('val_loss', loss, batch_size=batch['image'].shape[0])
         epoch_due = self.current_epoch % self.hparams['sample_every_n_epochs'] == 0
@@ -388,7 +472,13 @@ class LatentDiffusion(BaseTask):
         return (self.vae.autoencoder.latent_channels, int(size[0]), int(size[1]))
 
     def configure_prediction(
-        self, sampler: Sampler, steps: int, seed: int, batch_size: int
+        self,
+        sampler: Sampler,
+        steps: int,
+        seed: int,
+        batch_size: int,
+        guidance_scale: float = 1.0,
+        plan: Any = None,
     ) -> None:
         """Choose how :meth:`predict_step` samples.
 
@@ -397,12 +487,17 @@ class LatentDiffusion(BaseTask):
             steps: denoising steps.
             seed: run seed; sample i depends on (seed, i) only.
             batch_size: every batch is padded to this size.
+            guidance_scale: classifier-free guidance scale (with a plan).
+            plan: a :class:`~torchgeo_specdm.request.SamplePlan` for conditional
+                sampling, or None.
         """
         self.prediction_settings = {
             'sampler': sampler,
             'steps': steps,
             'seed': seed,
             'batch_size': batch_size,
+            'guidance_scale': guidance_scale,
+            'plan': plan,
         }
 
     def predict_step(
@@ -416,8 +511,10 @@ class LatentDiffusion(BaseTask):
             dataloader_idx: Index of the current dataloader.
 
         Returns:
-            the pipeline's output for those indices.
+            a :class:`~torchgeo_specdm.sample.DrawnPair` per index.
         """
+        from ..sample import draw_pairs
+
         settings = getattr(self, 'prediction_settings', None) or {
             'sampler': 'dpmpp',
             'steps': 25,
@@ -426,12 +523,14 @@ class LatentDiffusion(BaseTask):
         }
         pipeline = self.pipeline(settings['sampler'])
         pipeline.set_progress_bar_config(disable=True)
-        return pipeline(
-            indices=batch.tolist(),
-            batch_size=settings['batch_size'],
-            seed=settings['seed'],
-            num_inference_steps=settings['steps'],
-            pad_batches=True,
+        return draw_pairs(
+            pipeline,
+            batch.tolist(),
+            settings['seed'],
+            settings['steps'],
+            settings['batch_size'],
+            settings.get('guidance_scale', 1.0),
+            settings.get('plan'),
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -447,15 +546,30 @@ class LatentDiffusion(BaseTask):
         }
         if self.ema is not None:
             checkpoint['ema'] = self.ema.state_dict()
+        if self.training_fractions is not None:
+            checkpoint['training_fractions'] = self.training_fractions
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the EMA state.
+        """Restore the EMA state and the training masks' class fractions.
 
         Args:
             checkpoint: the checkpoint being loaded.
         """
         if self.ema is not None and 'ema' in checkpoint:
             self.ema.load_state_dict(checkpoint['ema'])
+        if 'training_fractions' in checkpoint:
+            self.training_fractions = checkpoint['training_fractions'].float()
+
+    def class_histogram(self) -> Tensor | None:
+        """Pixel share of each class over the training masks.
+
+        Returns:
+            [K] fractions summing to 1, or None when the model stores no training
+            statistics (unconditional models).
+        """
+        if self.training_fractions is None or not len(self.training_fractions):
+            return None
+        return self.training_fractions.mean(dim=0)
 
     @classmethod
     def from_checkpoint(

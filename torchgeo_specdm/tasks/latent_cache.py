@@ -8,6 +8,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..conditions import class_fractions
 from ..types import Sample
 
 
@@ -37,21 +38,44 @@ def random_dihedral(batch: Sample) -> Sample:
     return out
 
 
+def _train_loader(datamodule: LightningDataModule) -> DataLoader[Sample]:
+    """An unshuffled loader over a datamodule's training set.
+
+    Args:
+        datamodule: the datamodule, after ``setup('fit')``.
+
+    Returns:
+        the loader.
+    """
+    return DataLoader(
+        datamodule.train_dataset,  # type: ignore[attr-defined]
+        batch_size=datamodule.batch_size,  # type: ignore[attr-defined]
+        shuffle=False,
+        num_workers=datamodule.num_workers,  # type: ignore[attr-defined]
+        collate_fn=datamodule.collate_fn,  # type: ignore[attr-defined]
+    )
+
+
 class LatentCache(Dataset[Sample]):
     """Scaled joint-latent posteriors (mean and std) of a whole training set.
+
+    Each entry also holds its mask's class fractions, from which conditional
+    models compute their conditions.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, mean: Tensor, std: Tensor) -> None:
+    def __init__(self, mean: Tensor, std: Tensor, fractions: Tensor) -> None:
         """Initialize a new LatentCache instance.
 
         Args:
             mean: scaled posterior means, [N, C, h, w].
             std: scaled posterior standard deviations, [N, C, h, w].
+            fractions: class fractions of each mask, [N, K].
         """
         self.mean = mean
         self.std = std
+        self.fractions = fractions
 
     def __len__(self) -> int:
         """Return the number of cached latents.
@@ -68,9 +92,13 @@ class LatentCache(Dataset[Sample]):
             index: index to return
 
         Returns:
-            its mean and standard deviation
+            its mean and standard deviation, and its mask's class fractions
         """
-        return {'latent_mean': self.mean[index], 'latent_std': self.std[index]}
+        return {
+            'latent_mean': self.mean[index],
+            'latent_std': self.std[index],
+            'class_fractions': self.fractions[index],
+        }
 
     @staticmethod
     def sample(batch: Sample) -> Tensor:
@@ -101,17 +129,11 @@ class LatentCache(Dataset[Sample]):
         Returns:
             the cache.
         """
-        loader = DataLoader(
-            datamodule.train_dataset,  # type: ignore[attr-defined]
-            batch_size=datamodule.batch_size,  # type: ignore[attr-defined]
-            shuffle=False,
-            num_workers=datamodule.num_workers,  # type: ignore[attr-defined]
-            collate_fn=datamodule.collate_fn,  # type: ignore[attr-defined]
-        )
+        loader = _train_loader(datamodule)
         normalise = datamodule.aug  # type: ignore[attr-defined]
         autoencoder = vae.autoencoder
         device = vae.device
-        means, stds = [], []
+        means, stds, fractions = [], [], []
         progress = tqdm(total=passes * len(loader), desc='caching latents', leave=False)
         for _ in range(passes):
             for batch in loader:
@@ -121,6 +143,9 @@ class LatentCache(Dataset[Sample]):
                         for k, v in batch.items()
                         if k in ('image', 'mask')
                     }
+                )
+                fractions.append(
+                    class_fractions(batch['mask'], autoencoder.num_classes).cpu()
                 )
                 posteriors = autoencoder.encode(batch['image'], batch['mask'])
                 factors = autoencoder.get_scale_factors()
@@ -134,7 +159,27 @@ class LatentCache(Dataset[Sample]):
                 )
                 progress.update()
         progress.close()
-        return cls(torch.cat(means), torch.cat(stds))
+        return cls(torch.cat(means), torch.cat(stds), torch.cat(fractions))
+
+    @staticmethod
+    @torch.no_grad()
+    def mask_fractions(datamodule: LightningDataModule, num_classes: int) -> Tensor:
+        """Class fractions of every training mask, without encoding anything.
+
+        Args:
+            datamodule: the datamodule, after ``setup('fit')``.
+            num_classes: number of mask classes.
+
+        Returns:
+            [N, K] class fractions.
+        """
+        fractions = [
+            class_fractions(batch['mask'], num_classes)
+            for batch in tqdm(
+                _train_loader(datamodule), desc='reading masks', leave=False
+            )
+        ]
+        return torch.cat(fractions)
 
     def install(self, datamodule: LightningDataModule) -> None:
         """Make the datamodule's training loader yield this cache.
