@@ -47,7 +47,11 @@ from torchgeo_specdm.datamodules import SyntheticMixDataModule
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES, build_datamodule
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.patches import ScenePatches
-from torchgeo_specdm.downstream import make_downstream_task, predict_labels
+from torchgeo_specdm.downstream import (
+    held_out_split,
+    make_downstream_task,
+    score_downstream,
+)
 from torchgeo_specdm.tasks.utils import infer_data_spec
 
 RESULTS = Path(__file__).parent / 'results'
@@ -123,45 +127,6 @@ class SyntheticOnlyDataModule(LimitedDataModule):
             self.train_dataset = SyntheticDataset(self.synthetic_root)
 
 
-@torch.no_grad()
-def test_metrics(
-    task: Any, datamodule: NonGeoDataModule, change: bool, num_classes: int
-) -> dict[str, float]:
-    task.eval()
-    predictions, targets = [], []
-    for batch in datamodule.test_dataloader():
-        batch = datamodule.aug(batch)
-        predictions.append(predict_labels(task, batch['image']))
-        targets.append(batch['mask'].reshape(predictions[-1].shape))
-    prediction, target = (
-        torch.cat(predictions).flatten(),
-        torch.cat(targets).flatten().long(),
-    )
-    if change:
-        tp = float(((prediction == 1) & (target == 1)).sum())
-        fp = float(((prediction == 1) & (target == 0)).sum())
-        fn = float(((prediction == 0) & (target == 1)).sum())
-        precision = tp / max(tp + fp, 1)
-        recall = tp / max(tp + fn, 1)
-        return {
-            'f1': 2 * tp / max(2 * tp + fp + fn, 1),
-            'precision': precision,
-            'recall': recall,
-            'iou': tp / max(tp + fp + fn, 1),
-        }
-    ious = []
-    for label in range(num_classes):
-        union = int(((prediction == label) | (target == label)).sum())
-        if union:
-            ious.append(
-                float(((prediction == label) & (target == label)).sum()) / union
-            )
-    return {
-        'miou': sum(ious) / len(ious),
-        'oa': float((prediction == target).float().mean()),
-    }
-
-
 def fit(task: Any, datamodule: NonGeoDataModule, epochs: int, work: Path) -> None:
     Trainer(
         max_epochs=epochs,
@@ -192,7 +157,11 @@ def run(
     spec = infer_data_spec(limited)
     change = spec['num_images'] == 2
     task = make_downstream_task(
-        spec['in_channels'], spec['num_classes'], change, lr=options.lr
+        spec['in_channels'],
+        spec['num_classes'],
+        change,
+        lr=options.lr,
+        ignore_index=getattr(real, 'ignore_index', None),
     )
     work = Path(options.work_dir) / f'{regime}-{fraction}-{seed}'
     epochs = options.epochs
@@ -227,13 +196,10 @@ def run(
         options.test_root or options.root,
         **datamodule_options(options),
     )
-    if options.test_root is None and not options.dataset.startswith('simulated'):
-        # No held-out root: the validation split of --root is the test set.
-        test_module.setup('fit')
-        test_module.test_dataset = test_module.val_dataset
-    else:
-        test_module.setup('test')
-    return test_metrics(task, test_module, change, spec['num_classes'])
+    # Without a held-out root, the split of --root that has no test labels falls
+    # back to its validation split.
+    split = 'test' if options.test_root else held_out_split(test_module)
+    return score_downstream(task, test_module, split)  # type: ignore[arg-type]
 
 
 def datamodule_options(options: argparse.Namespace) -> dict[str, Any]:

@@ -182,14 +182,15 @@ def held_out_split(datamodule: NonGeoDataModule) -> str:
         datamodule: the real data.
 
     Returns:
-        'test' when the datamodule sets up a test split, else 'val' (e.g. an
-        OSCD root without a ``Test Labels`` folder).
+        'test' when the datamodule sets up a non-empty test split, else 'val'
+        (e.g. an OSCD root without a ``Test Labels`` folder).
     """
     try:
         datamodule.setup('test')
     except (DatasetNotFoundError, FileNotFoundError, InvalidInputError):
         return 'val'
-    return 'test' if getattr(datamodule, 'test_dataset', None) is not None else 'val'
+    dataset = getattr(datamodule, 'test_dataset', None)
+    return 'val' if dataset is None or len(dataset) == 0 else 'test'
 
 
 @torch.no_grad()
