@@ -9,6 +9,7 @@ data, and write ``report.md`` with its figures.
 import json
 import os
 import time
+import warnings
 from datetime import timedelta
 from typing import Any
 
@@ -236,6 +237,8 @@ def run_demo(
             f'--budget-minutes {budget_minutes}: give the demo at least 0.2 minutes.'
         )
     seed_everything(seed, verbose=False)
+    # Training runs without validation; the plateau scheduler's per-epoch notice is noise.
+    warnings.filterwarnings('ignore', message='ReduceLROnPlateau conditioned on metric')
     out = os.fspath(out)
     os.makedirs(out, exist_ok=True)
     clock = _StageClock(budget_minutes)
