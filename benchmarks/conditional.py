@@ -1,0 +1,396 @@
+"""Class-targeted generation: how often a requested rare class (or change share) is hit.
+
+Trains (or reuses, with --checkpoint) a conditional LatentDiffusion model on a
+trained VAE's latents, then samples the same pair indices (same noise seeds)
+three ways with `specdm sample`'s code path: unconditionally (the model's null
+condition) and with the request at each guidance scale. The hit rate is the share
+of generated masks that meet the request; the training masks' rate is given too.
+Writes benchmarks/results/conditional_<dataset>.json and .md.
+
+Example:
+    python benchmarks/conditional.py --dataset simulated-segmentation --minutes 4 \
+        --vae-checkpoint outputs/vae_reconstruction/simulated-segmentation-two_stream/vae.ckpt
+    python benchmarks/conditional.py --dataset oscd --root ../shared/data/oscd --minutes 4 \
+        --vae-checkpoint outputs/vae_reconstruction/oscd-two_stream/vae.ckpt
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import benchmark_datamodule, machine
+from lightning.pytorch import Trainer, seed_everything
+
+from torchgeo_specdm.datasets import SyntheticDataset
+from torchgeo_specdm.request import SamplePlan, make_plan
+from torchgeo_specdm.sample import generate, model_class_names
+from torchgeo_specdm.tasks import LatentDiffusion
+
+RESULTS = Path(__file__).parent / 'results'
+CHANGE = ('oscd', 'simulated-change')
+
+#: Default request per dataset family.
+DEFAULT_REQUEST: dict[str, dict[str, Any]] = {
+    'simulated-segmentation': {'classes': 'wetlands', 'min_fraction': 0.1},
+    'oscd': {'change_fraction': '0.1:0.3'},
+    'simulated-change': {'change_fraction': '0.1:0.3'},
+}
+
+#: Extra class-share thresholds reported for class requests.
+THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3)
+
+
+def train(options: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]]:
+    """Train a conditional diffusion model within the time budget.
+
+    Args:
+        options: the command-line options.
+        work: working folder.
+
+    Returns:
+        the checkpoint and the training record.
+    """
+    datamodule = benchmark_datamodule(options.dataset, options.root)
+    start = time.perf_counter()
+    diffusion = LatentDiffusion(
+        vae_checkpoint=options.vae_checkpoint,
+        block_out_channels=tuple(options.block_out_channels),
+        lr=options.lr,
+        patience=1000,
+        cache_passes=2 if options.dataset == 'oscd' else 1,
+        sample_every_n_epochs=10_000,
+        condition=options.condition,
+        condition_dropout=options.condition_dropout,
+    )
+    trainer = Trainer(
+        max_time={'minutes': options.minutes},
+        max_epochs=-1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        default_root_dir=work / 'diffusion',
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(diffusion, datamodule=datamodule)
+    checkpoint = work / 'diffusion.ckpt'
+    trainer.save_checkpoint(checkpoint)
+    record = {
+        'train_minutes_budget': options.minutes,
+        'train_minutes_with_caching': (time.perf_counter() - start) / 60,
+        'train_steps': trainer.global_step,
+        'block_out_channels': list(options.block_out_channels),
+        'lr': options.lr,
+        'condition': options.condition,
+        'condition_dropout': options.condition_dropout,
+        'vae_checkpoint': options.vae_checkpoint,
+    }
+    return checkpoint, record
+
+
+def measured_share(plan: SamplePlan, fractions: list[float]) -> float:
+    """The share that the request is about: the class's, or the changed pixels'.
+
+    Args:
+        plan: the request plan.
+        fractions: a mask's class fractions.
+
+    Returns:
+        the share.
+    """
+    if plan.change_fraction is not None:
+        return fractions[1]
+    return min(fractions[k] for k in plan.classes)
+
+
+def score(
+    out: Path, plan: SamplePlan, seconds: float, guidance_scale: float | None
+) -> dict[str, Any]:
+    """Hit rate and shares of one generated folder.
+
+    Args:
+        out: the generated-dataset folder.
+        plan: the request plan.
+        seconds: sampling time.
+        guidance_scale: the guidance scale (None: unconditional).
+
+    Returns:
+        the regime's record.
+    """
+    dataset = SyntheticDataset(out)
+    hits = [plan.meets(dataset[i]['mask'], i) for i in range(len(dataset))]
+    shares = [measured_share(plan, s['class_fractions']) for s in dataset.samples]
+    record: dict[str, Any] = {
+        'guidance_scale': guidance_scale,
+        'num_samples': len(hits),
+        'hits': sum(hits),
+        'hit_rate': sum(hits) / len(hits),
+        'mean_share': sum(shares) / len(shares),
+        'sample_seconds_per_pair': seconds / len(hits),
+    }
+    if plan.change_fraction is None:
+        record['rate_at_least'] = {
+            str(t): sum(s > 0 and s >= t for s in shares) / len(shares)
+            for t in THRESHOLDS
+        }
+    return record
+
+
+def real_rates(plan: SamplePlan) -> dict[str, Any]:
+    """The request's hit rate over the training masks.
+
+    Args:
+        plan: the request plan (holds the training masks' class fractions).
+
+    Returns:
+        the real-data record.
+    """
+    fractions = plan.training_fractions
+    shares = [measured_share(plan, row.tolist()) for row in fractions]
+    if plan.change_fraction is not None:
+        lo, hi = plan.change_fraction
+        hits = [lo <= s <= hi for s in shares]
+    else:
+        hits = [s > 0 and s >= plan.min_fraction for s in shares]
+    record: dict[str, Any] = {
+        'num_masks': len(shares),
+        'hit_rate': sum(hits) / max(len(hits), 1),
+        'mean_share': sum(shares) / max(len(shares), 1),
+    }
+    if plan.change_fraction is None:
+        record['rate_at_least'] = {
+            str(t): sum(s > 0 and s >= t for s in shares) / max(len(shares), 1)
+            for t in THRESHOLDS
+        }
+    return record
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as a Markdown report.
+
+    Args:
+        result: the benchmark record.
+
+    Returns:
+        the report.
+    """
+    request = result['request']
+    if request.get('change_fraction') is not None:
+        lo, hi = request['change_fraction']
+        asked = f'changed-pixel share in [{lo}, {hi}]'
+        share = 'mean changed share'
+    else:
+        asked = (
+            f'{", ".join(request["classes"])} covering >= '
+            f'{request["min_fraction"]:.0%} of the mask (and at least one pixel)'
+        )
+        share = 'mean class share'
+    training = result['training']
+    lines = [
+        f'# Class-targeted generation: {result["dataset"]}',
+        '',
+        (
+            f'Request: {asked}. Hit rate: share of generated masks that meet it. The '
+            'unconditional row samples the same model with its null condition; all '
+            'rows share the per-index noise seeds.'
+        ),
+        '',
+        (
+            f'Model: conditional LatentDiffusion (`condition={training.get("condition")}`, '
+            f'dropout {training.get("condition_dropout")}), '
+            f'{training.get("train_steps", "?")} training steps in a '
+            f'{training.get("train_minutes_budget", "?")}-minute budget '
+            f'({training.get("train_minutes_with_caching", float("nan")):.1f} min with '
+            f'latent caching), U-Net widths {training.get("block_out_channels")}; '
+            f'{result["sampler"]} with {result["steps"]} steps, '
+            f'{result["num_samples"]} pairs per row.'
+        ),
+        '',
+        f'| regime | guidance scale | hits | hit rate | {share} | s/pair |',
+        '|---|---|---|---|---|---|',
+    ]
+    real = result['real']
+    lines.append(
+        f'| training masks | - | - | {real["hit_rate"]:.1%} | '
+        f'{real["mean_share"]:.3f} | - |'
+    )
+    for row in result['regimes']:
+        name = 'unconditional' if row['guidance_scale'] is None else 'requested'
+        scale = '-' if row['guidance_scale'] is None else f'{row["guidance_scale"]:g}'
+        lines.append(
+            f'| {name} | {scale} | {row["hits"]}/{row["num_samples"]} | '
+            f'{row["hit_rate"]:.1%} | {row["mean_share"]:.3f} | '
+            f'{row["sample_seconds_per_pair"]:.2f} |'
+        )
+    lines += ['', f'Hit rate over the unconditional rate: {result["summary"]}', '']
+    if 'rate_at_least' in real:
+        lines += [
+            (
+                'Share of masks whose requested class covers at least t (t = 0: any '
+                'pixel):'
+            ),
+            '',
+            '| regime | ' + ' | '.join(f't={t}' for t in THRESHOLDS) + ' |',
+            '|---|' + '---|' * len(THRESHOLDS),
+        ]
+        rows = [('training masks', real)] + [
+            (
+                'unconditional'
+                if r['guidance_scale'] is None
+                else f'requested, scale {r["guidance_scale"]:g}',
+                r,
+            )
+            for r in result['regimes']
+        ]
+        for name, row in rows:
+            rates = row['rate_at_least']
+            lines.append(
+                f'| {name} | '
+                + ' | '.join(f'{rates[str(t)]:.1%}' for t in THRESHOLDS)
+                + ' |'
+            )
+        lines.append('')
+    lines += [
+        f'Command: `{result["command"]}`',
+        '',
+        f'Machine: {result["machine"]}',
+        '',
+    ]
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument('--dataset', choices=list(DEFAULT_REQUEST), required=True)
+    parser.add_argument('--root', help='dataset root (OSCD)')
+    parser.add_argument('--vae-checkpoint', help='trained TwoStreamVAE checkpoint')
+    parser.add_argument(
+        '--checkpoint', help='conditional LatentDiffusion checkpoint (skip training)'
+    )
+    parser.add_argument(
+        '--minutes', type=float, default=4.0, help='diffusion training budget'
+    )
+    parser.add_argument(
+        '--condition',
+        choices=['class_fraction', 'class_presence', 'change_fraction'],
+        help='default: change_fraction for change data, class_fraction otherwise',
+    )
+    parser.add_argument('--condition-dropout', type=float, default=0.1)
+    parser.add_argument(
+        '--block-out-channels', type=int, nargs='+', default=[64, 128, 128]
+    )
+    parser.add_argument('--lr', type=float, default=1e-3)
+    parser.add_argument('--classes', help='requested classes (segmentation)')
+    parser.add_argument('--min-fraction', type=float)
+    parser.add_argument('--change-fraction', help='LO:HI (change data)')
+    parser.add_argument('--guidance-scales', type=float, nargs='+', default=[1.0, 3.0])
+    parser.add_argument('--num-samples', type=int, default=64)
+    parser.add_argument('--sampler', choices=['ddpm', 'ddim', 'dpmpp'], default='dpmpp')
+    parser.add_argument('--steps', type=int, default=25)
+    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--work-dir', default='outputs/conditional')
+    parser.add_argument('--results-dir', default=str(RESULTS))
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help='torch CPU threads (1 avoids oversubscription on a CPU shared with '
+        'other jobs)',
+    )
+    options = parser.parse_args()
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    seed_everything(options.seed)
+    change = options.dataset in CHANGE
+    options.condition = options.condition or (
+        'change_fraction' if change else 'class_fraction'
+    )
+    request = dict(DEFAULT_REQUEST[options.dataset])
+    if options.classes or options.change_fraction:
+        request = {
+            'classes': options.classes,
+            'min_fraction': options.min_fraction,
+            'change_fraction': options.change_fraction,
+        }
+    elif options.min_fraction is not None:
+        request['min_fraction'] = options.min_fraction
+    work = Path(options.work_dir) / options.dataset
+
+    if options.checkpoint is None:
+        if options.vae_checkpoint is None:
+            parser.error('give --vae-checkpoint (or a trained --checkpoint)')
+        checkpoint, training = train(options, work)
+    else:
+        checkpoint, training = Path(options.checkpoint), {}
+    model = LatentDiffusion.from_checkpoint(checkpoint)
+    training.setdefault('condition', model.hparams['condition'])
+    training.setdefault('condition_dropout', model.hparams['condition_dropout'])
+    training.setdefault('block_out_channels', list(model.hparams['block_out_channels']))
+    plan = make_plan(
+        model.hparams['condition'],
+        model_class_names(model),
+        model.training_fractions,
+        options.num_samples,
+        3.0,
+        **request,
+    )
+    assert plan is not None
+    settings = {
+        'num_samples': options.num_samples,
+        'sampler': options.sampler,
+        'steps': options.steps,
+        'batch_size': options.batch_size,
+        'seed': options.seed,
+    }
+    regimes = []
+    for scale in [None, *options.guidance_scales]:
+        name = 'unconditional' if scale is None else f'guided_{scale:g}'
+        out = work / f'{name}_{options.seed}'
+        start = time.perf_counter()
+        if scale is None:
+            generate(checkpoint, out, **settings)
+        else:
+            generate(checkpoint, out, guidance_scale=scale, **request, **settings)
+        row = score(out, plan, time.perf_counter() - start, scale)
+        print(json.dumps(row))
+        regimes.append(row)
+    base = regimes[0]['hit_rate']
+    best = max(regimes[1:], key=lambda r: r['hit_rate'])
+    ratio = best['hit_rate'] / base if base > 0 else None
+    summary = (
+        f'{best["hit_rate"]:.1%} at guidance scale {best["guidance_scale"]:g} vs '
+        f'{base:.1%} unconditional ('
+        + (f'{ratio:.1f}x' if ratio is not None else 'unconditional rate is 0')
+        + ').'
+    )
+    result = {
+        'command': 'python ' + ' '.join(sys.argv),
+        'dataset': options.dataset,
+        'request': plan.record,
+        'sampler': options.sampler,
+        'steps': options.steps,
+        'num_samples': options.num_samples,
+        'seed': options.seed,
+        'training': training,
+        'real': real_rates(plan),
+        'regimes': regimes,
+        'best_ratio': ratio,
+        'summary': summary,
+        'machine': machine(),
+    }
+    results = Path(options.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
+    stem = f'conditional_{options.dataset}'
+    (results / f'{stem}.json').write_text(json.dumps(result, indent=2) + '\n')
+    (results / f'{stem}.md').write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == '__main__':
+    main()
