@@ -166,10 +166,13 @@ def test_parse_classes() -> None:
         7,
     ]
     assert parse_classes('mine_dump,mine dump', ('a', 'Mine dump')) == [1]
+    assert parse_classes('wetland,Mine_Dump', ('Wetlands', 'Mine dump')) == [0, 1]
+    with pytest.raises(InvalidInputError, match='could be any of Open_spaces, Other'):
+        parse_classes('o', ('Open spaces', 'Other'))
     with pytest.raises(InvalidInputError) as error:
-        parse_classes('wetland,swamp', SIM_CLASSES)
+        parse_classes('wetlands,swamp', SIM_CLASSES)
     message = str(error.value)
-    assert "'wetland' is not a class" in message
+    assert "'swamp' is not a class" in message
     assert 'Surface_water' in message
     assert 'Wetlands' in message
     with pytest.raises(InvalidInputError, match='name at least one class'):
@@ -506,7 +509,7 @@ def test_sample_rebalance(conditional: dict[str, Path], tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ('extra', 'message'),
     [
-        (['--classes', 'wetland'], "'wetland' is not a class of this model"),
+        (['--classes', 'marsh'], "'marsh' is not a class of this model"),
         (['--classes', 'wetlands', '--min-fraction', '1.5'], '--min-fraction 1.5'),
         (['--change-fraction', '0.2:0.1'], 'conditioned on class_fraction'),
         (['--guidance-scale', '3'], 'needs a request'),

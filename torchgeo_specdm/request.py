@@ -31,7 +31,8 @@ def parse_classes(text: str, class_names: Sequence[str]) -> list[int]:
     """Class indices from a comma-separated list of class names.
 
     Names match case-insensitively, with spaces, underscores and hyphens
-    equivalent (``mine_dump`` matches 'Mine dump').
+    equivalent (``mine_dump`` matches 'Mine dump'); a name that is the start of
+    exactly one class name also matches it (``wetland`` matches 'Wetlands').
 
     Args:
         text: e.g. ``'wetlands,surface_water'``.
@@ -52,7 +53,17 @@ def parse_classes(text: str, class_names: Sequence[str]) -> list[int]:
         )
     indices: list[int] = []
     for name in names:
-        index = lookup.get(_normalise_name(name))
+        key = _normalise_name(name)
+        index = lookup.get(key)
+        if index is None and key:
+            starts = [i for full, i in lookup.items() if full.startswith(key)]
+            if len(starts) > 1:
+                shown = ', '.join(class_names[i].replace(' ', '_') for i in starts)
+                raise InvalidInputError(
+                    f'--classes: {name.strip()!r} could be any of {shown}. Give more '
+                    'of the name.'
+                )
+            index = starts[0] if starts else None
         if index is None:
             raise InvalidInputError(
                 f'--classes: {name.strip()!r} is not a class of this model. Valid '
