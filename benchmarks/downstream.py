@@ -199,7 +199,7 @@ def run(
     # Without a held-out root, the split of --root that has no test labels falls
     # back to its validation split.
     split = 'test' if options.test_root else held_out_split(test_module)
-    return score_downstream(task, test_module, split)  # type: ignore[arg-type]
+    return score_downstream(task, test_module, split)
 
 
 def datamodule_options(options: argparse.Namespace) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from PIL import Image
 
 from torchgeo_specdm.cli import main
 from torchgeo_specdm.datasets import SyntheticDataset
-from torchgeo_specdm.demo import run_demo
+from torchgeo_specdm.demo import _clear_previous_run, run_demo
 
 TINY_DATA = {'num_train': 32, 'num_val': 8, 'num_test': 8, 'size': 16}
 
@@ -63,3 +63,12 @@ def test_demo_bad_arguments(
         main(['demo', '--out', str(tmp_path), *arguments])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_new_run_replaces_only_the_demo_outputs(tmp_path: Path) -> None:
+    (tmp_path / 'generated').mkdir()
+    (tmp_path / 'generated' / 'manifest.json').write_text('{}')
+    (tmp_path / 'report.md').write_text('old')
+    (tmp_path / 'notes.txt').write_text('mine')
+    _clear_previous_run(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['notes.txt']

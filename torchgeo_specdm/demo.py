@@ -8,6 +8,7 @@ data, and write ``report.md`` with its figures.
 
 import json
 import os
+import shutil
 import time
 import warnings
 from datetime import timedelta
@@ -241,6 +242,7 @@ def run_demo(
     # Training runs without validation; the plateau scheduler's per-epoch notice is noise.
     warnings.filterwarnings('ignore', message='ReduceLROnPlateau conditioned on metric')
     out = os.fspath(out)
+    _clear_previous_run(out)
     os.makedirs(out, exist_ok=True)
     clock = _StageClock(budget_minutes)
     minutes = {k: share * budget_minutes for k, share in STAGE_SHARES.items()}
@@ -280,7 +282,7 @@ def run_demo(
         generated, real, os.path.join(out, 'fidelity'), downstream
     )
     split = held_out_split(real)
-    scores = {'real': score_downstream(downstream, real, split)}  # type: ignore[arg-type]
+    scores = {'real': score_downstream(downstream, real, split)}
 
     clock.begin(5, minutes['mixed'])
     mixed = SyntheticMixDataModule(data(), generated, 'append')
@@ -289,7 +291,7 @@ def run_demo(
             mixed, minutes['mixed'], os.path.join(out, 'downstream_mixed')
         ),
         real,
-        split,  # type: ignore[arg-type]
+        split,
     )
 
     clock.begin(6)
@@ -314,6 +316,33 @@ def run_demo(
     for line in headline(summary):
         print(line)
     return summary
+
+
+#: What a demo run writes in its folder; a new run replaces these and nothing else.
+OUTPUTS = (
+    'vae.ckpt',
+    'diffusion.ckpt',
+    'generated',
+    'downstream_real',
+    'downstream_mixed',
+    'fidelity',
+    'downstream.png',
+    'summary.json',
+    'report.md',
+)
+
+
+def _clear_previous_run(out: str) -> None:
+    previous = [name for name in OUTPUTS if os.path.lexists(os.path.join(out, name))]
+    if not previous:
+        return
+    print(f'replacing the previous demo run in {out}')
+    for name in previous:
+        path = os.path.join(out, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
 
 
 def _plot_downstream(

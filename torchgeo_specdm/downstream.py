@@ -175,7 +175,7 @@ def encoder_features(task: Any, image: Tensor, batch_size: int = 32) -> Tensor:
     return torch.cat(features)
 
 
-def held_out_split(datamodule: NonGeoDataModule) -> str:
+def held_out_split(datamodule: NonGeoDataModule) -> Literal['val', 'test']:
     """The split a downstream model is scored on: 'test', or 'val' without one.
 
     Args:
