@@ -215,6 +215,16 @@ def test_sharded_sampling_is_byte_identical(
     assert one['samples'] == two['samples']
 
 
+def test_more_devices_than_batches_is_fine(
+    tiny_diffusion: dict[str, Path], tmp_path: Path
+) -> None:
+    from torchgeo_specdm.sample import generate
+
+    checkpoint = tiny_diffusion['simulated_segmentation']
+    manifest = generate(checkpoint, tmp_path, 2, steps=2, batch_size=2, devices=2)
+    assert len(manifest['samples']) == 2
+
+
 @pytest.mark.parametrize(('sampler', 'steps'), [('ddpm', 1000), ('dpmpp', 25)])
 def test_default_prediction_keeps_samplers_bounded(sampler: str, steps: int) -> None:
     # The cosine schedule's last alpha-bar is ~2e-9. A model output that is off by

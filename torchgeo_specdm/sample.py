@@ -421,6 +421,8 @@ def generate(
     # whatever the number of devices, and when resuming.
     batch_size = min(batch_size, num_samples)
     blocks = sample_blocks(num_samples, batch_size, done)
+    # A process per block at most: Lightning's sampler refuses ranks with no data.
+    devices = min(devices, max(1, len(blocks)))
     if devices > 1:
         threads = os.environ.get('OMP_NUM_THREADS')
         os.environ['OMP_NUM_THREADS'] = threads or str(torch.get_num_threads())
