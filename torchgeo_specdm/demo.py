@@ -11,14 +11,13 @@ import os
 import shutil
 import time
 import warnings
-from datetime import timedelta
 from typing import Any
 
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 from torchgeo.datamodules import NonGeoDataModule
 
 from .datamodules import SyntheticMixDataModule
@@ -28,6 +27,7 @@ from .downstream import held_out_split, score_downstream, train_downstream
 from .evaluate import evaluate_synthetic
 from .sample import generate
 from .tasks import LatentDiffusion, TwoStreamVAE
+from .tasks.utils import timed_trainer
 from .types import Path
 
 #: Datamodule settings per dataset family: small scenes, so the budget buys steps.
@@ -117,19 +117,6 @@ def demo_datamodule(
     return build_datamodule(dataset, root_arg, batch_size=batch_size, **kwargs)
 
 
-def _trainer(minutes: float, directory: str, **kwargs: Any) -> Trainer:
-    return Trainer(
-        max_time=timedelta(minutes=minutes),
-        max_epochs=-1,
-        default_root_dir=directory,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **kwargs,
-    )
-
-
 def train_vae(
     datamodule: NonGeoDataModule, minutes: float, out: str, downsampling_factor: int
 ) -> tuple[str, dict[str, float]]:
@@ -152,11 +139,13 @@ def train_vae(
         patience=1000,
         num_plots=0,
     )
-    trainer = _trainer(minutes, out, limit_val_batches=0)
+    trainer = timed_trainer(minutes, out, limit_val_batches=0)
     trainer.fit(vae, datamodule=datamodule)
     path = os.path.join(out, 'vae.ckpt')
     trainer.save_checkpoint(path, weights_only=True)
-    scores = _trainer(minutes, out).validate(vae, datamodule=datamodule, verbose=False)
+    scores = timed_trainer(minutes, out).validate(
+        vae, datamodule=datamodule, verbose=False
+    )
     return path, {k: float(v) for k, v in scores[0].items() if '/' not in k}
 
 
@@ -189,7 +178,7 @@ def train_diffusion(
         cache_passes=cache_passes,
         sample_every_n_epochs=10_000,
     )
-    trainer = _trainer(minutes, out, limit_val_batches=0)
+    trainer = timed_trainer(minutes, out, limit_val_batches=0)
     trainer.fit(diffusion, datamodule=datamodule)
     path = os.path.join(out, 'diffusion.ckpt')
     trainer.save_checkpoint(path, weights_only=True)

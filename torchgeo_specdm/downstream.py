@@ -1,12 +1,10 @@
 """Downstream models trained on real data: the judges of alignment and Fréchet distance."""
 
 import os
-from datetime import timedelta
 from typing import Any, Literal
 
 import torch
 from einops import rearrange
-from lightning.pytorch import Trainer
 from torch import Tensor
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datasets import DatasetNotFoundError
@@ -22,7 +20,7 @@ from torchmetrics.functional.classification import (
 
 from .datasets.validation import InvalidInputError
 from .tasks.checkpoints import own_hyperparameters, read_checkpoint
-from .tasks.utils import infer_data_spec
+from .tasks.utils import infer_data_spec, timed_trainer
 from .types import Path
 
 
@@ -91,15 +89,7 @@ def train_downstream(
         spec['num_images'] == 2,
         ignore_index=getattr(datamodule, 'ignore_index', None),
     )
-    trainer = Trainer(
-        max_time=timedelta(minutes=minutes),
-        max_epochs=max_epochs,
-        default_root_dir=os.fspath(work_dir),
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = timed_trainer(minutes, work_dir, max_epochs=max_epochs)
     trainer.fit(task, datamodule=datamodule)
     os.makedirs(work_dir, exist_ok=True)
     trainer.save_checkpoint(

@@ -1,17 +1,20 @@
 """Helpers shared by the SpecDM tasks: reading the data's shape, plotting, logging."""
 
+import os
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from matplotlib.figure import Figure
 from torch import Tensor
 from torch.utils.data import Subset
 
 from ..datasets.plotting import class_colormap, false_colour
 from ..datasets.validation import InvalidInputError
+from ..types import Path
 
 #: What a task reads from a datamodule: in_channels, num_classes, num_images,
 #: mean, std, bands and class_names.
@@ -241,3 +244,27 @@ def plateau_optimizer(
         'optimizer': optimizer,
         'lr_scheduler': {'scheduler': scheduler, 'monitor': monitor, 'strict': False},
     }
+
+
+def timed_trainer(minutes: float, work_dir: Path, **kwargs: Any) -> Trainer:
+    """A Trainer that stops after a wall-clock budget, with no logger or checkpoints.
+
+    Args:
+        minutes: wall-clock budget of ``fit``.
+        work_dir: Lightning's ``default_root_dir``.
+        **kwargs: further :class:`~lightning.pytorch.Trainer` arguments
+            (``max_epochs`` defaults to -1: the budget alone stops training).
+
+    Returns:
+        the trainer.
+    """
+    kwargs.setdefault('max_epochs', -1)
+    return Trainer(
+        max_time=timedelta(minutes=minutes),
+        default_root_dir=os.fspath(work_dir),
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
