@@ -14,6 +14,7 @@ BENCHMARK_DATA: dict[str, dict[str, Any]] = {
     'simulated-segmentation': {'num_train': 512, 'num_val': 64},
     'simulated-change': {'num_train': 512, 'num_val': 64},
     'segmunich': {},
+    'salinas-a': {'patch_size': 16, 'patches_per_epoch': 512},
 }
 
 

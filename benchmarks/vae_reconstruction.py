@@ -3,6 +3,9 @@
 Example:
     python benchmarks/vae_reconstruction.py --dataset oscd --root ../shared/data/oscd --minutes 12
     python benchmarks/vae_reconstruction.py --dataset simulated-segmentation --minutes 12
+    python benchmarks/vae_reconstruction.py --dataset salinas-a \
+        --root ../shared/data/hsi/salinas_a --image-latent-channels 8 \
+        --downsampling-factor 2 --minutes 5 --name vae_salinas-a_c8_f2
 """
 
 import argparse
@@ -45,10 +48,10 @@ def main() -> None:
     )
     parser.add_argument(
         '--dataset',
-        choices=['oscd', 'simulated-segmentation', 'simulated-change'],
+        choices=['oscd', 'simulated-segmentation', 'simulated-change', 'salinas-a'],
         required=True,
     )
-    parser.add_argument('--root', help='dataset root (OSCD)')
+    parser.add_argument('--root', help='dataset root (OSCD, Salinas-A)')
     parser.add_argument('--minutes', type=float, default=12.0, help='training budget')
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument(
@@ -57,7 +60,19 @@ def main() -> None:
     parser.add_argument(
         '--out', default=str(RESULTS), help='folder for the JSON and PNG'
     )
+    parser.add_argument('--image-latent-channels', type=int, default=4)
     parser.add_argument('--mask-latent-channels', type=int, default=4)
+    parser.add_argument('--downsampling-factor', type=int, choices=[2, 4, 8], default=4)
+    parser.add_argument(
+        '--sam-weight', type=float, default=0.1, help='spectral-angle loss weight'
+    )
+    parser.add_argument('--lr', type=float, default=2e-3)
+    parser.add_argument(
+        '--threads', type=int, help='torch threads (default: torch chooses)'
+    )
+    parser.add_argument(
+        '--name', help='results file stem (default: vae_<dataset>_<architecture>)'
+    )
     parser.add_argument(
         '--init-checkpoint', help='continue training the weights of this VAE checkpoint'
     )
@@ -66,6 +81,8 @@ def main() -> None:
     options = parser.parse_args()
 
     seed_everything(options.seed)
+    if options.threads:
+        torch.set_num_threads(options.threads)
     datamodule = benchmark_datamodule(options.dataset, options.root, options.batch_size)
     previous_steps = 0
     if options.init_checkpoint:
@@ -76,13 +93,19 @@ def main() -> None:
     else:
         task = TwoStreamVAE(
             architecture=options.architecture,
+            image_latent_channels=options.image_latent_channels,
             mask_latent_channels=options.mask_latent_channels,
-            lr=2e-3,
+            latent_channels=options.image_latent_channels
+            + options.mask_latent_channels,
+            downsampling_factor=options.downsampling_factor,
+            sam_weight=options.sam_weight,
+            lr=options.lr,
             patience=1000,
             num_plots=1,
         )
     oscd = options.dataset == 'oscd'
-    work = Path(options.work_dir) / f'{options.dataset}-{options.architecture}'
+    name = options.name or f'vae_{options.dataset}_{options.architecture}'
+    work = Path(options.work_dir) / name
     trainer = Trainer(
         max_time={'minutes': options.minutes},
         max_epochs=-1,
@@ -103,9 +126,7 @@ def main() -> None:
     trainer.save_checkpoint(checkpoint)
     metrics = trainer.validate(task, datamodule=datamodule, verbose=False)[0]
     figure = save_reconstruction_figure(
-        task,
-        datamodule,
-        Path(options.out) / f'vae_{options.dataset}_{options.architecture}.png',
+        task, datamodule, Path(options.out) / f'{name}.png'
     )
     result = {
         'command': 'python ' + ' '.join(sys.argv),
@@ -119,6 +140,13 @@ def main() -> None:
         'previous_steps': previous_steps,
         'epochs': trainer.current_epoch,
         'batch_size': datamodule.batch_size,
+        'settings': {
+            'image_latent_channels': task.hparams['image_latent_channels'],
+            'mask_latent_channels': task.hparams['mask_latent_channels'],
+            'downsampling_factor': task.hparams['downsampling_factor'],
+            'sam_weight': task.hparams['sam_weight'],
+            'lr': task.hparams['lr'],
+        },
         'val_sam_degrees': metrics['val_sam'],
         'val_psnr': metrics['val_psnr'],
         'val_mask_miou': metrics['val_mask_miou'],
@@ -135,7 +163,6 @@ def main() -> None:
     }
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = f'vae_{options.dataset}_{options.architecture}'
     (out / f'{name}.json').write_text(json.dumps(result, indent=2) + '\n')
     print(json.dumps(result, indent=2))
 
