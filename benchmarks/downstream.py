@@ -16,9 +16,12 @@ synthetic as real samples), at the largest real-data fraction. Each configuratio
 every real-data fraction and seed; the table gives mean +- std over seeds. Segmentation
 reports mIoU and OA, change detection F1, precision, recall and IoU of the change class.
 
-Synthetic folders default to the ones benchmarks/specdm_cpu.py writes
-(outputs/specdm_cpu/<dataset>-{two_stream,single_stream}/generated); regimes whose data is
-missing are skipped with a message.
+The real data uses the demo's settings (torchgeo_specdm.demo.DEMO_DATA: 32 px simulator
+scenes and OSCD patches, 16 px Salinas-A patches; --size and --patch-size override them), so
+the synthetic folders default to the ones `specdm demo` writes:
+  specdm demo --dataset D --out outputs/demo_D                                  (SpecDM)
+  specdm demo --dataset D --architecture single_stream --out outputs/demo_D_single_stream
+Regimes whose data is missing are skipped with a message.
 
 Examples:
   python benchmarks/downstream.py --dataset oscd --root ../shared/data/oscd --test-root HELD_OUT --quick
@@ -44,9 +47,10 @@ from torch.utils.data import Subset
 from torchgeo.datamodules import NonGeoDataModule
 
 from torchgeo_specdm.datamodules import SyntheticMixDataModule
-from torchgeo_specdm.datamodules.registry import DATASET_NAMES, build_datamodule
+from torchgeo_specdm.datamodules.registry import DATASET_NAMES
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.patches import ScenePatches
+from torchgeo_specdm.demo import demo_datamodule
 from torchgeo_specdm.downstream import (
     held_out_split,
     make_downstream_task,
@@ -149,8 +153,8 @@ def run(
     roots: dict[str, str],
 ) -> dict[str, float]:
     seed_everything(seed)
-    real = build_datamodule(
-        options.dataset, options.root, **datamodule_options(options)
+    real = demo_datamodule(
+        options.dataset, options.root, options.batch_size, data_overrides(options)
     )
     limited = LimitedDataModule(real, fraction, seed)
     limited.setup('fit')
@@ -191,10 +195,11 @@ def run(
         fit(task, LimitedDataModule(real, fraction, seed), epochs, work / 'finetune')
     elif regime == 'synthetic-only':
         fit(task, SyntheticOnlyDataModule(real, roots['specdm']), epochs, work)
-    test_module = build_datamodule(
+    test_module = demo_datamodule(
         options.dataset,
         options.test_root or options.root,
-        **datamodule_options(options),
+        options.batch_size,
+        data_overrides(options),
     )
     # Without a held-out root, the split of --root that has no test labels falls
     # back to its validation split.
@@ -202,10 +207,12 @@ def run(
     return score_downstream(task, test_module, split)
 
 
-def datamodule_options(options: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {'batch_size': options.batch_size}
-    if options.dataset.startswith('simulated'):
+def data_overrides(options: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if options.size is not None and options.dataset.startswith('simulated'):
         kwargs['size'] = options.size
+    if options.patch_size is not None and not options.dataset.startswith('simulated'):
+        kwargs['patch_size'] = options.patch_size
     return kwargs
 
 
@@ -273,7 +280,12 @@ def main() -> None:
     parser.add_argument('--epochs', type=int, default=20)
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument(
-        '--size', type=int, default=64, help='scene size of the simulators'
+        '--size', type=int, help="scene size of the simulators (default: the demo's)"
+    )
+    parser.add_argument(
+        '--patch-size',
+        type=int,
+        help="patch size of OSCD and Salinas-A (default: the demo's)",
     )
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument(
@@ -292,10 +304,10 @@ def main() -> None:
             4,
         )
 
-    base = Path('outputs/specdm_cpu') / options.dataset
+    base = Path('outputs') / f'demo_{options.dataset}'
     defaults = {
-        'specdm': f'{base}-two_stream/generated',
-        'baseline': f'{base}-single_stream/generated',
+        'specdm': f'{base}/generated',
+        'baseline': f'{base}_single_stream/generated',
     }
     roots = {
         'specdm': options.specdm_synthetic or defaults['specdm'],

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from torchgeo_specdm.cli import main
@@ -72,3 +73,20 @@ def test_new_run_replaces_only_the_demo_outputs(tmp_path: Path) -> None:
     (tmp_path / 'notes.txt').write_text('mine')
     _clear_previous_run(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ['notes.txt']
+
+
+def test_single_stream_baseline_demo(tmp_path: Path) -> None:
+    summary = run_demo(
+        tmp_path,
+        budget_minutes=0.2,
+        num_samples=2,
+        steps=2,
+        data_kwargs=TINY_DATA,
+        architecture='single_stream',
+    )
+    assert summary['architecture'] == 'single_stream'
+    vae = torch.load(tmp_path / 'vae.ckpt', weights_only=True)
+    assert vae['hyper_parameters']['architecture'] == 'single_stream'
+    assert len(SyntheticDataset(tmp_path / 'generated')) == 2
+    title = (tmp_path / 'report.md').read_text().splitlines()[0]
+    assert title.endswith('single-stream LDM baseline')

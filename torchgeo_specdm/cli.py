@@ -102,6 +102,13 @@ def demo_main(args: Sequence[str]) -> None:
     )
     parser.add_argument('--steps', type=int, default=25, help='DPM-Solver++ steps')
     parser.add_argument('--seed', type=int, default=0, help='training and sample seed')
+    parser.add_argument(
+        '--architecture',
+        default='two_stream',
+        choices=['two_stream', 'single_stream'],
+        help="the VAE: SpecDM's two streams, or the paper's single-stream LDM "
+        'baseline (default: %(default)s)',
+    )
     options = parser.parse_args(args)
     if options.num_samples < 1:
         parser.error(f'--num-samples must be at least 1, got {options.num_samples}')
@@ -113,6 +120,7 @@ def demo_main(args: Sequence[str]) -> None:
         options.num_samples,
         options.steps,
         options.seed,
+        architecture=options.architecture,
     )
     print(f'Report: {os.path.abspath(os.path.join(options.out, "report.md"))}')
 

@@ -33,6 +33,10 @@ def make_downstream_task(
 ) -> SemanticSegmentation | ChangeDetection:
     """TorchGeo's stock smp U-Net (ResNet-18 encoder, trained from scratch).
 
+    Change detection trains with the Dice loss of the change class: that is its F1,
+    the reported metric, and a plain BCE on OSCD, where a few percent of the pixels
+    change, collapses to "no change" (F1 0) in a short run.
+
     Args:
         in_channels: bands per image.
         num_classes: classes (2 for change detection).
@@ -51,7 +55,7 @@ def make_downstream_task(
                 weights=None,
                 in_channels=in_channels,
                 task='binary',
-                loss='bce',
+                loss='dice',
                 lr=lr,
             )
         return SemanticSegmentation(
