@@ -2,11 +2,18 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+import torch
 
 from torchgeo_specdm.cli import main
+from torchgeo_specdm.datamodules import SalinasADataModule
 from torchgeo_specdm.datasets import SyntheticDataset
+from torchgeo_specdm.datasets.hyperspectral import sensor_bands
+from torchgeo_specdm.evaluate import band_wavelengths, plot_class_spectra
 from torchgeo_specdm.sample import generate
 
 
@@ -60,3 +67,62 @@ def test_report_with_alignment(
     assert all(0 <= score <= 1 for score in scores)
     assert len(SyntheticDataset(out, min_alignment=max(scores))) >= 1
     assert 'Report:' in capsys.readouterr().out
+
+
+def _spectra_inputs(
+    bands: int, classes: int = 3
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(4, bands, 8, 8, generator=generator)
+    mask = torch.randint(0, classes, (4, 8, 8), generator=generator)
+    return image, mask, image + 0.1, mask
+
+
+def test_spectra_in_nm_for_hyperspectral_data(tmp_path: Path) -> None:
+    bands, centres = sensor_bands(224, 400, 2500, dropped=range(108, 113))
+    datamodule = SimpleNamespace(bands=bands, wavelengths=centres)
+    wavelengths = band_wavelengths(bands, datamodule)
+    assert wavelengths == list(centres)
+    figure = plot_class_spectra(*_spectra_inputs(219), bands, 'abc', wavelengths)
+    axis = figure.axes[0]
+    assert 'nm' in axis.get_xlabel()
+    assert axis.get_xlim()[0] < 420
+    assert axis.get_xlim()[1] > 2480
+    # 3 classes x (real, synthetic) lines; each breaks once over the left-out bands.
+    lines = axis.get_lines()
+    assert len(lines) == 6
+    assert all(np.isnan(line.get_ydata()).sum() == 1 for line in lines)
+    figure.savefig(tmp_path / 'spectra.png')
+    plt.close(figure)
+
+
+def test_spectra_axis_fallbacks() -> None:
+    s2 = ('B02', 'B03', 'B04', 'B08')
+    assert band_wavelengths(s2) == [492.4, 559.8, 664.6, 832.8]
+    # Wavelengths of other bands than the synthetic ones are not used.
+    other = SimpleNamespace(bands=('x', 'y', 'z', 'w'), wavelengths=(1, 2, 3, 4))
+    assert band_wavelengths(s2, other) == [492.4, 559.8, 664.6, 832.8]
+    names = ('band_0', 'band_1', 'band_2', 'band_3')
+    assert band_wavelengths(names) is None
+    figure = plot_class_spectra(*_spectra_inputs(4), names, 'abc')
+    axis = figure.axes[0]
+    assert axis.get_xlabel() == 'band'
+    assert [label.get_text() for label in axis.get_xticklabels()] == list(names)
+    plt.close(figure)
+
+
+def test_spectra_of_real_salinas_a(shared_data: Path) -> None:
+    datamodule = SalinasADataModule(
+        root=shared_data / 'hsi' / 'salinas_a', patches_per_epoch=4
+    )
+    datamodule.setup('fit')
+    image = torch.stack([datamodule.val_dataset[i]['image'] for i in range(2)])  # type: ignore[index]
+    mask = torch.stack([datamodule.val_dataset[i]['mask'] for i in range(2)])  # type: ignore[index]
+    wavelengths = band_wavelengths(datamodule.bands, datamodule)
+    assert wavelengths is not None
+    assert len(wavelengths) == 204
+    figure = plot_class_spectra(
+        image, mask, image, mask, datamodule.bands, datamodule.class_names, wavelengths
+    )
+    assert figure.axes[0].get_xlabel() == 'wavelength (nm)'
+    plt.close(figure)

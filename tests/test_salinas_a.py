@@ -246,6 +246,58 @@ class TestSalinasADataModule:
         assert data['init_args']['patch_size'] == 16
 
 
+def _limited(root: Path, fraction: float, seed: int = 0) -> SalinasADataModule:
+    module = SalinasADataModule(
+        root=root, patches_per_epoch=16, label_fraction=fraction, seed=seed
+    )
+    module.setup('fit')
+    module.setup('test')
+    return module
+
+
+class TestLimitedLabels:
+    def test_train_block_keeps_a_share(
+        self, salinas_root: Path, datamodule: SalinasADataModule
+    ) -> None:
+        full = datamodule.train_dataset.mask  # type: ignore[union-attr]
+        module = _limited(salinas_root, 0.1)
+        mask = module.train_dataset.mask  # type: ignore[union-attr]
+        original = int((full != 0).sum())
+        assert original > 1000
+        assert abs(int((mask != 0).sum()) - round(0.1 * original)) <= 1
+        # Kept pixels keep their class; dropped ones become unlabelled.
+        kept = mask != 0
+        assert torch.equal(mask[kept], full[kept])
+        # Patches view the block, so they see the same kept pixels.
+        top, left = module.train_dataset.patches.window(0)[1:]  # type: ignore[union-attr]
+        patch = module.train_dataset[0]['mask']  # type: ignore[index]
+        assert torch.equal(patch, mask[top : top + 16, left : left + 16])
+
+    def test_val_and_test_keep_all_labels(
+        self, salinas_root: Path, datamodule: SalinasADataModule
+    ) -> None:
+        module = _limited(salinas_root, 0.1)
+        full = SalinasADataModule(root=salinas_root)
+        full.setup('test')
+        for name, reference in (('val_dataset', datamodule), ('test_dataset', full)):
+            limited = getattr(module, name).mask
+            assert torch.equal(limited, getattr(reference, name).mask)
+            assert int((limited != 0).sum()) > 0
+
+    def test_seeded(self, salinas_root: Path) -> None:
+        first = _limited(salinas_root, 0.1).train_dataset.mask  # type: ignore[union-attr]
+        again = _limited(salinas_root, 0.1).train_dataset.mask  # type: ignore[union-attr]
+        other = _limited(salinas_root, 0.1, seed=1).train_dataset.mask  # type: ignore[union-attr]
+        assert torch.equal(first, again)
+        assert not torch.equal(first != 0, other != 0)
+
+    @pytest.mark.parametrize('fraction', [0, -0.5, 1.5])
+    def test_bad_fraction(self, salinas_root: Path, fraction: float) -> None:
+        with pytest.raises(InvalidInputError, match='label_fraction') as error:
+            SalinasADataModule(root=salinas_root, label_fraction=fraction)
+        assert 'at most 1' in str(error.value)
+
+
 @pytest.mark.parametrize('scene', SCENES)
 class TestFakeScenes:
     def test_load(self, scene: type[HyperspectralScene], tmp_path: Path) -> None:

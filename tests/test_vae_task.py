@@ -1,5 +1,6 @@
 """The TwoStreamVAE task through the real CLIs, on the simulator and real OSCD."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from torchgeo.main import main as torchgeo_main
 
 from torchgeo_specdm.cli import main
 from torchgeo_specdm.datamodules import SimulatedSegmentationDataModule
-from torchgeo_specdm.datasets import InvalidInputError
+from torchgeo_specdm.datasets import InvalidInputError, SalinasA
 from torchgeo_specdm.tasks import TwoStreamVAE
 
 from .conftest import ROOT
@@ -124,3 +125,43 @@ def test_stock_oscd_datamodule_spec(oscd_root: Path) -> None:
     assert spec['num_classes'] == 2
     assert spec['bands'][3] == 'B04'
     assert len(spec['mean']) == 13
+
+
+def test_rgb_bands_from_wavelengths() -> None:
+    from torchgeo_specdm.tasks.utils import rgb_indices
+
+    true_colour = [SalinasA.all_bands.index(band) for band in SalinasA.rgb_bands]
+    assert rgb_indices(SalinasA.all_bands, 204, SalinasA.wavelengths) == true_colour
+    # Without wavelengths, hyperspectral bands are spread over the whole range.
+    assert rgb_indices(SalinasA.all_bands, 204) != true_colour
+    # Sentinel-2 bands by name, with or without their centres.
+    s2 = ['B02', 'B03', 'B04', 'B08']
+    assert rgb_indices(s2, 4) == rgb_indices(s2, 4, (492, 560, 665, 833)) == [2, 1, 0]
+
+
+def test_hyperspectral_plot_uses_true_colour_bands(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchgeo_specdm.tasks import utils
+
+    chosen: list[list[int]] = []
+    original = utils.rgb_indices
+
+    def spy(
+        bands: Sequence[str] | None,
+        channels: int,
+        wavelengths: Sequence[float] | None = None,
+    ) -> list[int]:
+        chosen.append(original(bands, channels, wavelengths))
+        return chosen[-1]
+
+    monkeypatch.setattr(utils, 'rgb_indices', spy)
+    root = shared_data / 'hsi' / 'salinas_a'
+    args = ['fit', '--config', VAE, '--config', str(DATA / 'salinas_a.yaml')]
+    args += [f'--data.dict_kwargs.root={root}', '--data.init_args.batch_size=2']
+    args += ['--data.init_args.patches_per_epoch=2']
+    args += ['--trainer.fast_dev_run=true', f'--trainer.default_root_dir={tmp_path}']
+    main(args + SMALL_MODEL)
+    true_colour = [SalinasA.all_bands.index(band) for band in SalinasA.rgb_bands]
+    assert chosen
+    assert all(indices == true_colour for indices in chosen)

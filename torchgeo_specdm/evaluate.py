@@ -12,17 +12,35 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import Tensor
 from torchgeo.datamodules import NonGeoDataModule
 
 from . import metrics
 from .datasets import SyntheticDataset
 from .datasets.plotting import class_colormap, plot_sample_grid
-from .datasets.spectra import S2_BANDS
 from .downstream import encoder_features, predict_labels
 from .export import update_alignment
 from .tasks.utils import rgb_indices
 from .types import Path
+
+#: Central wavelengths (nm) of the Sentinel-2A MSI bands (ESA, Sentinel-2 spectral
+#: response functions, S2-SRF document COPE-GSEG-EOPG-TN-15-0007, v3.0).
+S2_CENTRES_NM: dict[str, float] = {
+    'B01': 442.7,
+    'B02': 492.4,
+    'B03': 559.8,
+    'B04': 664.6,
+    'B05': 704.1,
+    'B06': 740.5,
+    'B07': 782.8,
+    'B08': 832.8,
+    'B8A': 864.7,
+    'B09': 945.1,
+    'B10': 1373.5,
+    'B11': 1613.7,
+    'B12': 2202.4,
+}
 
 
 def _stack(dataset: Any, limit: int) -> tuple[Tensor, Tensor]:
@@ -137,8 +155,16 @@ def evaluate_synthetic(
                 encoder_features(downstream, normalised_fake),
             )
         )
+    wavelengths = band_wavelengths(synthetic.bands, datamodule)
     figures = _plots(
-        out, synthetic, fake_image, fake_mask, real_image, real_mask, scores
+        out,
+        synthetic,
+        fake_image,
+        fake_mask,
+        real_image,
+        real_mask,
+        scores,
+        wavelengths,
     )
     with open(os.path.join(out, 'metrics.json'), 'w') as f:
         json.dump(result, f, indent=2)
@@ -159,45 +185,20 @@ def _plots(
     real_image: Tensor,
     real_mask: Tensor,
     scores: Tensor | None,
+    wavelengths: Sequence[float] | None,
 ) -> dict[str, str]:
     classes, names = synthetic.num_classes, list(synthetic.classes)
-    cmap = class_colormap(classes)
     figures = {}
 
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    order = _wavelength_order(synthetic.bands)
-    band_names = [synthetic.bands[i] for i in order]
-    sorted_images = (real_image[..., order, :, :], fake_image[..., order, :, :])
-    bands = range(len(order))
-    for label in range(classes):
-        for image, mask, style, kind in (
-            (sorted_images[0], real_mask, '-', 'real'),
-            (sorted_images[1], fake_mask, '--', 'synthetic'),
-        ):
-            pixels = _class_pixels(image, mask, label)
-            if len(pixels) == 0:
-                continue
-            mean, std = (
-                pixels.mean(0),
-                pixels.std(0) if len(pixels) > 1 else torch.zeros(pixels.shape[1]),
-            )
-            axis.plot(
-                bands, mean, style, color=cmap(label), label=f'{names[label]} ({kind})'
-            )
-            axis.fill_between(
-                bands, mean - std, mean + std, color=cmap(label), alpha=0.08
-            )
-    step = max(1, len(bands) // 20)  # at most ~20 labels: hyperspectral has 200+
-    axis.set_xticks(
-        list(bands)[::step],
-        list(band_names)[::step],
-        rotation=90 if len(bands) > 20 else 0,
+    figure = plot_class_spectra(
+        real_image,
+        real_mask,
+        fake_image,
+        fake_mask,
+        synthetic.bands,
+        names,
+        wavelengths,
     )
-    axis.set_ylabel('value (native units)')
-    axis.set_title(
-        'Per-class mean spectra: real (solid) and synthetic (dashed), +- 1 std'
-    )
-    axis.legend(fontsize=6, ncol=2)
     figures['spectra'] = _save(figure, out, 'spectra.png')
 
     figure, axis = plt.subplots(figsize=(7, 3.5))
@@ -221,7 +222,7 @@ def _plots(
     axis.legend()
     figures['classes'] = _save(figure, out, 'classes.png')
 
-    rgb = rgb_indices(synthetic.bands, fake_image.shape[-3])
+    rgb = rgb_indices(synthetic.bands, fake_image.shape[-3], wavelengths)
     figure = plot_sample_grid(
         fake_image[:8], fake_mask[:8], rgb, names, suptitle='Synthetic pairs'
     )
@@ -241,11 +242,139 @@ def _plots(
     return figures
 
 
-def _wavelength_order(bands: Sequence[str]) -> list[int]:
-    """Band indices sorted by Sentinel-2 wavelength when the names are S2 bands."""
-    if all(band in S2_BANDS for band in bands):
-        return sorted(range(len(bands)), key=lambda i: S2_BANDS.index(bands[i]))
-    return list(range(len(bands)))
+def band_wavelengths(
+    bands: Sequence[str], datamodule: Any | None = None
+) -> list[float] | None:
+    """Centre of each band in nanometres, where it is known.
+
+    Args:
+        bands: band names.
+        datamodule: real data whose ``wavelengths`` attribute (one per band of
+            its ``bands``, as the hyperspectral datamodules have) is used when its
+            bands are ``bands``.
+
+    Returns:
+        the datamodule's wavelengths, else the Sentinel-2 centres when every band
+        is a Sentinel-2 band, else ``None``.
+    """
+    wavelengths = getattr(datamodule, 'wavelengths', None)
+    own_bands = getattr(datamodule, 'bands', None)
+    if (
+        wavelengths is not None
+        and len(wavelengths) == len(bands)
+        and (own_bands is None or tuple(own_bands) == tuple(bands))
+    ):
+        return [float(value) for value in wavelengths]
+    if bands and all(band in S2_CENTRES_NM for band in bands):
+        return [S2_CENTRES_NM[band] for band in bands]
+    return None
+
+
+def plot_class_spectra(
+    real_image: Tensor,
+    real_mask: Tensor,
+    fake_image: Tensor,
+    fake_mask: Tensor,
+    bands: Sequence[str],
+    class_names: Sequence[str],
+    wavelengths: Sequence[float] | None = None,
+) -> Figure:
+    """Per-class mean spectra +- one standard deviation, real and synthetic overlaid.
+
+    With ``wavelengths`` the x-axis is the wavelength in nanometres and, for
+    hyperspectral data, the lines break over the bands a scene leaves out (water
+    vapour absorption); without it, the x-axis is the band, in the given order.
+
+    Args:
+        real_image: real images, band axis at -3.
+        real_mask: their masks.
+        fake_image: synthetic images, band axis at -3.
+        fake_mask: their masks.
+        bands: band names.
+        class_names: class names; one line pair per class present.
+        wavelengths: centre of each band in nanometres, if known.
+
+    Returns:
+        the figure.
+    """
+    cmap = class_colormap(len(class_names))
+    order = list(range(len(bands)))
+    if wavelengths is not None:
+        order.sort(key=lambda i: wavelengths[i])
+    x = (
+        torch.tensor([float(wavelengths[i]) for i in order])
+        if wavelengths is not None
+        else torch.arange(len(order), dtype=torch.float32)
+    )
+    many = len(order) > 20
+    gaps = (
+        _gaps(x)
+        if wavelengths is not None and many
+        else torch.zeros(0, dtype=torch.long)
+    )
+    x = _break(x, gaps)
+    figure, axis = plt.subplots(figsize=(10 if many else 8, 4.5))
+    sorted_real, sorted_fake = (
+        real_image[..., order, :, :],
+        fake_image[..., order, :, :],
+    )
+    for label, name in enumerate(class_names):
+        for image, mask, style, kind in (
+            (sorted_real, real_mask, '-', 'real'),
+            (sorted_fake, fake_mask, '--', 'synthetic'),
+        ):
+            pixels = _class_pixels(image, mask, label)
+            if len(pixels) == 0:
+                continue
+            mean = pixels.mean(0)
+            std = pixels.std(0) if len(pixels) > 1 else torch.zeros_like(mean)
+            mean, std = _break(mean, gaps), _break(std, gaps)
+            axis.plot(
+                x,
+                mean,
+                style,
+                marker=None if many else 'o',
+                markersize=3,
+                color=cmap(label),
+                label=f'{name} ({kind})',
+            )
+            axis.fill_between(
+                x, mean - std, mean + std, color=cmap(label), alpha=0.12, lw=0
+            )
+    if wavelengths is not None:
+        axis.set_xlabel('wavelength (nm)')
+    else:
+        step = max(1, len(order) // 20)  # at most ~20 labels: hyperspectral has 200+
+        axis.set_xticks(
+            x.tolist()[::step],
+            [bands[i] for i in order][::step],
+            rotation=90 if many else 0,
+        )
+        axis.set_xlabel('band')
+    axis.set_ylabel('value (native units)')
+    axis.set_title('Per-class mean spectra: real (solid), synthetic (dashed), +- 1 std')
+    axis.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def _gaps(x: Tensor) -> Tensor:
+    """Positions after which the spacing of sorted wavelengths jumps (left-out bands)."""
+    if len(x) < 3:
+        return torch.zeros(0, dtype=torch.long)
+    steps = x.diff()
+    return (steps > 2 * steps.median()).nonzero().flatten()
+
+
+def _break(values: Tensor, gaps: Tensor) -> Tensor:
+    """Insert NaN after each gap position, so lines and shading break there."""
+    if len(gaps) == 0:
+        return values
+    pieces, start = [], 0
+    for gap in gaps.tolist():
+        pieces += [values[start : gap + 1], torch.full((1,), float('nan'))]
+        start = gap + 1
+    return torch.cat([*pieces, values[start:]])
 
 
 def _class_pixels(image: Tensor, mask: Tensor, label: int) -> Tensor:

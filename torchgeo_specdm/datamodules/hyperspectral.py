@@ -3,9 +3,12 @@
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import torch
+from torch import Tensor
 from torchgeo.datamodules import NonGeoDataModule
 
 from ..datasets import HyperspectralScene, IndianPines, PaviaU, SalinasA
+from ..datasets.validation import InvalidInputError
 from ..transforms import segmentation_augmentation
 from .utils import pixel_statistics
 
@@ -27,6 +30,10 @@ class HyperspectralSceneDataModule(NonGeoDataModule):
     models them as an ordinary class, so generated masks contain unlabelled pixels
     in realistic places.
 
+    With ``label_fraction`` below 1, only a seeded random share of the train
+    block's labelled pixels keeps its label (the limited-label setting); the
+    others become unlabelled. Validation and test blocks keep every label.
+
     .. versionadded:: 0.1
     """
 
@@ -43,6 +50,7 @@ class HyperspectralSceneDataModule(NonGeoDataModule):
         split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
         split_axis: Literal['width', 'height'] = 'width',
         seed: int = 0,
+        label_fraction: float = 1.0,
         bands: Sequence[str] | None = None,
         num_workers: int = 0,
         **kwargs: Any,
@@ -59,12 +67,28 @@ class HyperspectralSceneDataModule(NonGeoDataModule):
                 blocks.
             split_axis: 'width' puts the blocks side by side, 'height' stacks them.
             seed: seed of the training crops (the same crops every epoch; the
-                flips and rotations still vary).
+                flips and rotations still vary) and of the labels that
+                ``label_fraction`` keeps.
+            label_fraction: share of the train block's labelled pixels (mask not
+                0) that keep their label, in (0, 1]. The kept pixels are a random
+                subset drawn from ``seed`` on every ``setup('fit')``, the same for
+                the same seed; the others become 0 (unlabelled). Patches cut from
+                the block, overlapping ones included, see the same kept pixels.
+                Validation and test blocks keep all labels.
             bands: bands to load (default: all of the dataset's bands).
             num_workers: number of workers for parallel data loading.
             **kwargs: additional keyword arguments passed to the dataset
                 (``root`` among them).
+
+        Raises:
+            InvalidInputError: if ``label_fraction`` is not in (0, 1].
         """
+        if not 0 < label_fraction <= 1:
+            raise InvalidInputError(
+                f'label_fraction={label_fraction}: give the share of labelled '
+                'train pixels that keep their label, greater than 0 and at most 1 '
+                '(e.g. 0.1 keeps 10 %; 1 keeps every label).'
+            )
         all_bands = self.dataset_class.all_bands
         self.bands = all_bands if bands is None else tuple(bands)
         super().__init__(
@@ -81,6 +105,7 @@ class HyperspectralSceneDataModule(NonGeoDataModule):
         self.patches_per_epoch = patches_per_epoch
         self.eval_stride = eval_stride
         self.seed = seed
+        self.label_fraction = label_fraction
         self.class_names = self.dataset_class.classes
         self.num_classes = len(self.class_names)
         wavelengths = self.dataset_class.wavelengths
@@ -97,12 +122,16 @@ class HyperspectralSceneDataModule(NonGeoDataModule):
             stage: Either 'fit', 'validate', 'test', or 'predict'.
         """
         if stage in ['fit']:
-            self.train_dataset = self.dataset_class(
+            train = self.dataset_class(
                 split='train',
                 num_patches=self.patches_per_epoch,
                 seed=self.seed,
                 **self.kwargs,
             )
+            if self.label_fraction < 1:
+                # The patches view this block, so overlapping ones agree.
+                keep_labels(train.mask, self.label_fraction, self.seed)
+            self.train_dataset = train
         if stage in ['fit', 'validate']:
             self.val_dataset = self.dataset_class(
                 split='val', stride=self.eval_stride, **self.kwargs
@@ -112,6 +141,24 @@ class HyperspectralSceneDataModule(NonGeoDataModule):
                 split='test', stride=self.eval_stride, **self.kwargs
             )
             self.test_dataset = self.predict_dataset = test
+
+
+def keep_labels(mask: Tensor, fraction: float, seed: int) -> None:
+    """Unlabel all but a seeded random share of a mask's labelled pixels, in place.
+
+    Args:
+        mask: class indices, [H, W]; 0 is unlabelled.
+        fraction: share of the labelled (non-zero) pixels that keep their label;
+            ``round(fraction * labelled)`` pixels, at least one, are kept.
+        seed: seed of the choice; the same seed keeps the same pixels.
+    """
+    labelled = mask.nonzero()
+    if len(labelled) == 0:
+        return
+    keep = max(1, round(fraction * len(labelled)))
+    generator = torch.Generator().manual_seed(seed)
+    dropped = labelled[torch.randperm(len(labelled), generator=generator)[keep:]]
+    mask[dropped[:, 0], dropped[:, 1]] = 0
 
 
 class SalinasADataModule(HyperspectralSceneDataModule):

@@ -428,6 +428,7 @@ class LatentDiffusion(BaseTask):
                 bands=self.vae.hparams['bands'],
                 class_names=self.vae.hparams['class_names'],
                 titles=('real', 'generated'),
+                wavelengths=self.vae.hparams.get('wavelengths'),
             )
             log_figure(self, f'samples/{index}', figure)
 

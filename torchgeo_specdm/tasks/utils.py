@@ -12,12 +12,13 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torch.utils.data import Subset
 
+from ..datasets.hyperspectral import nearest_bands
 from ..datasets.plotting import class_colormap, false_colour
 from ..datasets.validation import InvalidInputError
 from ..types import Path
 
 #: What a task reads from a datamodule: in_channels, num_classes, num_images,
-#: mean, std, bands and class_names.
+#: mean, std, bands, wavelengths and class_names.
 DataSpec = dict[str, Any]
 
 RGB_NAMES = ('B04', 'B03', 'B02')
@@ -101,6 +102,7 @@ def infer_data_spec(datamodule: LightningDataModule) -> DataSpec:
             'datamodule).'
         )
     bands = getattr(datamodule, 'bands', None) or getattr(base, 'bands', None)
+    wavelengths = getattr(datamodule, 'wavelengths', None)
     return {
         'size': (int(image.shape[-2]), int(image.shape[-1])),
         'in_channels': channels,
@@ -109,6 +111,9 @@ def infer_data_spec(datamodule: LightningDataModule) -> DataSpec:
         'mean': _per_band(getattr(datamodule, 'mean', None), channels, 'mean', source),
         'std': _per_band(getattr(datamodule, 'std', None), channels, 'std', source),
         'bands': list(bands) if bands is not None and len(bands) == channels else None,
+        'wavelengths': [float(value) for value in wavelengths]
+        if wavelengths is not None and len(wavelengths) == channels
+        else None,
         'class_names': list(names) if names is not None else None,
     }
 
@@ -138,16 +143,26 @@ def check_data_spec(spec: DataSpec, hparams: Any) -> None:
             )
 
 
-def rgb_indices(bands: Sequence[str] | None, channels: int) -> list[int]:
+def rgb_indices(
+    bands: Sequence[str] | None,
+    channels: int,
+    wavelengths: Sequence[float] | None = None,
+) -> list[int]:
     """Bands to show as red, green and blue.
 
     Args:
         bands: band names, if known.
         channels: number of bands.
+        wavelengths: centre of each band in nanometres, if known.
 
     Returns:
-        three band indices: B04/B03/B02 when present, else spread over the bands.
+        three band indices: the bands nearest 640, 550 and 470 nm when the
+        wavelengths are known, else B04/B03/B02 when present, else spread over the
+        bands.
     """
+    if wavelengths is not None and len(wavelengths) == channels:
+        positions = [str(index) for index in range(channels)]
+        return [int(index) for index in nearest_bands(positions, wavelengths)]
     if bands is not None and all(name in bands for name in RGB_NAMES):
         return [list(bands).index(name) for name in RGB_NAMES]
     return [min(channels - 1, round(channels * f)) for f in (0.75, 0.5, 0.25)]
@@ -161,6 +176,7 @@ def plot_reconstructions(
     bands: Sequence[str] | None,
     class_names: Sequence[str] | None,
     titles: tuple[str, str] = ('real', 'reconstructed'),
+    wavelengths: Sequence[float] | None = None,
 ) -> Figure:
     """Real and reconstructed false-colour images and masks side by side.
 
@@ -172,13 +188,15 @@ def plot_reconstructions(
         bands: band names, to pick the RGB bands.
         class_names: class names, for the colour scale.
         titles: names of the two columns.
+        wavelengths: band centres in nanometres, to pick the bands nearest red,
+            green and blue.
 
     Returns:
         the figure.
     """
     dates = image.reshape(-1, *image.shape[-3:])
     recon = reconstruction.reshape(dates.shape)
-    rgb = rgb_indices(bands, dates.shape[1])
+    rgb = rgb_indices(bands, dates.shape[1], wavelengths)
     num_classes = (
         len(class_names) if class_names else int(max(mask.max(), prediction.max())) + 1
     )

@@ -76,6 +76,7 @@ class TwoStreamVAE(BaseTask):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         bands: Sequence[str] | None = None,
+        wavelengths: Sequence[float] | None = None,
         class_names: Sequence[str] | None = None,
         lr: float = 1e-3,
         patience: int = 10,
@@ -110,6 +111,9 @@ class TwoStreamVAE(BaseTask):
             std: per-band standard deviation; ``None`` reads the datamodule's ``std``.
             bands: band names, for plots and exports; ``None`` reads the
                 datamodule's ``bands``.
+            wavelengths: centre of each band in nanometres, so that plots show
+                the bands nearest red, green and blue; ``None`` reads the
+                datamodule's ``wavelengths`` (hyperspectral scenes have them).
             class_names: class names; ``None`` reads the datamodule's
                 ``class_names``.
             lr: learning rate of the AdamW optimizer.
@@ -407,6 +411,7 @@ class TwoStreamVAE(BaseTask):
             prediction[0].cpu(),
             bands=self.hparams['bands'],
             class_names=self.hparams['class_names'],
+            wavelengths=self.hparams['wavelengths'],
         )
 
     # Use as a frozen encoder
