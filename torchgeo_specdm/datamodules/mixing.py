@@ -113,7 +113,7 @@ class SyntheticMixDataModule(NonGeoDataModule):
         self.collate_fn = datamodule.collate_fn
         for name in ('mean', 'std', 'aug', 'train_aug', 'val_aug', 'test_aug'):
             setattr(self, name, getattr(datamodule, name, None))
-        for name in ('bands', 'num_classes', 'class_names'):
+        for name in ('bands', 'wavelengths', 'num_classes', 'class_names'):
             if hasattr(datamodule, name):
                 setattr(self, name, getattr(datamodule, name))
 
