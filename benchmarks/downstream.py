@@ -59,6 +59,9 @@ from torchgeo_specdm.downstream import (
 from torchgeo_specdm.tasks.utils import infer_data_spec
 
 RESULTS = Path(__file__).parent / 'results'
+#: Single-scene datasets, where a real-data fraction keeps that share of the labelled
+#: pixels of the train block (the classic small-label setting).
+LABEL_FRACTION_DATASETS = ('salinas-a',)
 REGIMES = (
     'real',
     'real+specdm',
@@ -153,10 +156,14 @@ def run(
     roots: dict[str, str],
 ) -> dict[str, float]:
     seed_everything(seed)
-    real = demo_datamodule(
-        options.dataset, options.root, options.batch_size, data_overrides(options)
-    )
-    limited = LimitedDataModule(real, fraction, seed)
+    overrides = data_overrides(options)
+    real_share = fraction  # of the training samples
+    if options.dataset in LABEL_FRACTION_DATASETS:
+        # One scene: the fraction thins its train block's labelled pixels instead.
+        overrides |= {'label_fraction': fraction, 'seed': seed}
+        real_share = 1.0
+    real = demo_datamodule(options.dataset, options.root, options.batch_size, overrides)
+    limited = LimitedDataModule(real, real_share, seed)
     limited.setup('fit')
     spec = infer_data_spec(limited)
     change = spec['num_images'] == 2
@@ -170,7 +177,7 @@ def run(
     work = Path(options.work_dir) / f'{regime}-{fraction}-{seed}'
     epochs = options.epochs
     if regime == 'real':
-        fit(task, LimitedDataModule(real, fraction, seed), epochs, work)
+        fit(task, LimitedDataModule(real, real_share, seed), epochs, work)
     elif regime in ('real+specdm', 'real+baseline', 'real+specdm-filt'):
         root = roots['baseline' if regime == 'real+baseline' else 'specdm']
         threshold = (
@@ -180,7 +187,7 @@ def run(
         fit(
             task,
             SyntheticMixDataModule(
-                LimitedDataModule(real, fraction, seed), root, share, threshold
+                LimitedDataModule(real, real_share, seed), root, share, threshold
             ),
             epochs,
             work,
@@ -192,7 +199,7 @@ def run(
             epochs,
             work / 'pretrain',
         )
-        fit(task, LimitedDataModule(real, fraction, seed), epochs, work / 'finetune')
+        fit(task, LimitedDataModule(real, real_share, seed), epochs, work / 'finetune')
     elif regime == 'synthetic-only':
         fit(task, SyntheticOnlyDataModule(real, roots['specdm']), epochs, work)
     test_module = demo_datamodule(
@@ -267,7 +274,8 @@ def main() -> None:
         nargs='+',
         type=float,
         default=[0.1, 0.25, 1.0],
-        help='shares of the real training data',
+        help='shares of the real training data (salinas-a: of the labelled pixels '
+        'of its train block)',
     )
     parser.add_argument(
         '--ratios',
