@@ -18,18 +18,22 @@ BENCHMARK_DATA: dict[str, dict[str, Any]] = {
 }
 
 
-def benchmark_datamodule(name: str, root: str | None, batch_size: int = 16) -> Any:
+def benchmark_datamodule(
+    name: str, root: str | None, batch_size: int = 16, **overrides: Any
+) -> Any:
     """The datamodule a benchmark trains on.
 
     Args:
         name: dataset family.
         root: dataset root for the real datasets.
         batch_size: mini-batch size.
+        **overrides: datamodule arguments that replace :data:`BENCHMARK_DATA`'s.
 
     Returns:
         the datamodule.
     """
-    return build_datamodule(name, root, batch_size=batch_size, **BENCHMARK_DATA[name])
+    kwargs = BENCHMARK_DATA[name] | overrides
+    return build_datamodule(name, root, batch_size=batch_size, **kwargs)
 
 
 def machine() -> str:

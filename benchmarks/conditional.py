@@ -23,12 +23,14 @@ from typing import Any
 
 import torch
 from common import benchmark_datamodule, machine
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
 from torchgeo_specdm.datasets import SyntheticDataset
+from torchgeo_specdm.demo import demo_datamodule
 from torchgeo_specdm.request import SamplePlan, make_plan
 from torchgeo_specdm.sample import generate, model_class_names
 from torchgeo_specdm.tasks import LatentDiffusion
+from torchgeo_specdm.tasks.utils import timed_trainer
 
 RESULTS = Path(__file__).parent / 'results'
 CHANGE = ('oscd', 'simulated-change')
@@ -54,7 +56,11 @@ def train(options: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]
     Returns:
         the checkpoint and the training record.
     """
-    datamodule = benchmark_datamodule(options.dataset, options.root)
+    datamodule = (
+        demo_datamodule(options.dataset, options.root, 32)
+        if options.demo_data
+        else benchmark_datamodule(options.dataset, options.root)
+    )
     start = time.perf_counter()
     diffusion = LatentDiffusion(
         vae_checkpoint=options.vae_checkpoint,
@@ -66,14 +72,10 @@ def train(options: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]
         condition=options.condition,
         condition_dropout=options.condition_dropout,
     )
-    trainer = Trainer(
-        max_time={'minutes': options.minutes},
-        max_epochs=-1,
+    trainer = timed_trainer(
+        options.minutes,
+        work / 'diffusion',
         limit_val_batches=0,
-        num_sanity_val_steps=0,
-        default_root_dir=work / 'diffusion',
-        logger=False,
-        enable_checkpointing=False,
         enable_progress_bar=False,
     )
     trainer.fit(diffusion, datamodule=datamodule)
@@ -88,6 +90,7 @@ def train(options: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]
         'condition': options.condition,
         'condition_dropout': options.condition_dropout,
         'vae_checkpoint': options.vae_checkpoint,
+        'data': 'demo' if options.demo_data else 'benchmark',
     }
     return checkpoint, record
 
@@ -297,6 +300,12 @@ def main() -> None:
     parser.add_argument('--work-dir', default='outputs/conditional')
     parser.add_argument('--results-dir', default=str(RESULTS))
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--demo-data',
+        action='store_true',
+        help="train on the demo's data settings (32 px scenes, batch 32), to match "
+        'a VAE trained by specdm demo',
+    )
     parser.add_argument(
         '--threads',
         type=int,
