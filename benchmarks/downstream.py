@@ -8,13 +8,19 @@ with a ResNet-18 encoder, weights=None, and evaluated on purely real test data):
   real+baseline     real + every single-stream LDM pair (--baseline-synthetic)
   real+specdm-filt  real + SpecDM pairs whose alignment >= the median score (run
                     `specdm evaluate` first; it stores the scores in the manifest)
+  real+rebalanced   real + every pair of a class-rebalanced SpecDM folder, made by
+                    `specdm sample --rebalance` (--rebalanced-synthetic, default
+                    outputs/rebalanced_D/generated)
   pretrain-finetune pre-train on SpecDM pairs, then fine-tune on real (FreeMask's 2nd mode)
   synthetic-only    train on SpecDM pairs only, test on real
 
 `--ratios` adds real+specdm runs whose epochs hold a synthetic:real ratio (0.5 = half as many
 synthetic as real samples), at the largest real-data fraction. Each configuration runs for
 every real-data fraction and seed; the table gives mean +- std over seeds. Segmentation
-reports mIoU and OA, change detection F1, precision, recall and IoU of the change class.
+reports mIoU and OA, plus a second table of the per-class IoU (one column per class; '-'
+where no run of that row scored the class: the class is ignored, or it occurs in neither
+the predictions nor the test masks); change detection reports F1, precision, recall and
+IoU of the change class. The JSON keeps every run's metrics, per-class IoU included.
 
 The real data uses the demo's settings (torchgeo_specdm.demo.DEMO_DATA: 32 px simulator
 scenes and OSCD patches, 16 px Salinas-A patches; --size and --patch-size override them), so
@@ -30,6 +36,7 @@ Examples:
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -59,6 +66,8 @@ from torchgeo_specdm.downstream import (
 from torchgeo_specdm.tasks.utils import infer_data_spec
 
 RESULTS = Path(__file__).parent / 'results'
+#: Per-class IoU keys of segmentation metrics start with this.
+PER_CLASS = 'iou/'
 #: Single-scene datasets, where a real-data fraction keeps that share of the labelled
 #: pixels of the train block (the classic small-label setting).
 LABEL_FRACTION_DATASETS = ('salinas-a',)
@@ -67,9 +76,20 @@ REGIMES = (
     'real+specdm',
     'real+baseline',
     'real+specdm-filt',
+    'real+rebalanced',
     'pretrain-finetune',
     'synthetic-only',
 )
+
+#: The generated folder (key of ``roots``) each regime needs.
+SYNTHETIC_NEEDED = {
+    'real+specdm': 'specdm',
+    'real+baseline': 'baseline',
+    'real+specdm-filt': 'specdm',
+    'real+rebalanced': 'rebalanced',
+    'pretrain-finetune': 'specdm',
+    'synthetic-only': 'specdm',
+}
 
 
 class LimitedDataModule(NonGeoDataModule):
@@ -178,8 +198,13 @@ def run(
     epochs = options.epochs
     if regime == 'real':
         fit(task, LimitedDataModule(real, real_share, seed), epochs, work)
-    elif regime in ('real+specdm', 'real+baseline', 'real+specdm-filt'):
-        root = roots['baseline' if regime == 'real+baseline' else 'specdm']
+    elif regime in (
+        'real+specdm',
+        'real+baseline',
+        'real+specdm-filt',
+        'real+rebalanced',
+    ):
+        root = roots[SYNTHETIC_NEEDED[regime]]
         threshold = (
             options.alignment_threshold if regime == 'real+specdm-filt' else None
         )
@@ -230,7 +255,24 @@ def median_alignment(root: str) -> float | None:
     return float(torch.tensor(scores).median())
 
 
-def summarise(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+def summarise(
+    runs: list[dict[str, Any]], keys: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Mean and std over seeds of each metric, per regime/fraction/ratio.
+
+    Args:
+        runs: the runs, each with 'regime', 'fraction', 'ratio' and 'metrics'.
+        keys: the metrics to summarise, in order; ``None`` takes the union of the
+            keys of all runs' metrics (per-class keys included).
+
+    Returns:
+        one row per group; a metric no run of the group has (or has as NaN, e.g.
+        the IoU of a class absent from both predictions and masks) is left out
+        of its row, and one that only some runs have is averaged over those
+        (``n``).
+    """
+    if keys is None:
+        keys = list(dict.fromkeys(k for entry in runs for k in entry['metrics']))
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for entry in runs:
         groups.setdefault(
@@ -245,13 +287,58 @@ def summarise(runs: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any
             'seeds': len(entries),
         }
         for key in keys:
-            values = torch.tensor([e['metrics'][key] for e in entries])
+            found = [
+                e['metrics'][key]
+                for e in entries
+                if key in e['metrics'] and not math.isnan(e['metrics'][key])
+            ]
+            if not found:
+                continue
+            values = torch.tensor(found, dtype=torch.float64)
             row[key] = {
                 'mean': float(values.mean()),
                 'std': float(values.std()) if len(values) > 1 else 0.0,
+                'n': len(found),
             }
         rows.append(row)
     return rows
+
+
+def markdown_table(
+    rows: list[dict[str, Any]], keys: list[str], titles: list[str] | None = None
+) -> list[str]:
+    """A Markdown table of summary rows, '-' where a row lacks a metric.
+
+    Args:
+        rows: rows of :func:`summarise`.
+        keys: the metrics, one column each.
+        titles: column titles of the metrics (default: the keys).
+
+    Returns:
+        the table's lines.
+    """
+    table = [
+        '| regime | real fraction | synthetic:real | seeds | '
+        + ' | '.join(titles or keys)
+        + ' |',
+        '|' + ' --- |' * (4 + len(keys)),
+    ]
+    for row in rows:
+        ratio = (
+            'all'
+            if row['ratio'] is None and row['regime'] != 'real'
+            else ('-' if row['ratio'] is None else row['ratio'])
+        )
+        cells = [
+            f'{row[k]["mean"]:.3f} +- {row[k]["std"]:.3f}' if k in row else '-'
+            for k in keys
+        ]
+        table.append(
+            f'| {row["regime"]} | {row["fraction"]} | {ratio} | {row["seeds"]} | '
+            + ' | '.join(cells)
+            + ' |'
+        )
+    return table
 
 
 def main() -> None:
@@ -267,6 +354,11 @@ def main() -> None:
     parser.add_argument('--specdm-synthetic', help='SpecDM generated folder')
     parser.add_argument(
         '--baseline-synthetic', help='single-stream LDM generated folder'
+    )
+    parser.add_argument(
+        '--rebalanced-synthetic',
+        help='SpecDM generated folder made by `specdm sample --rebalance` '
+        '(default: outputs/rebalanced_DATASET/generated)',
     )
     parser.add_argument('--regimes', nargs='+', choices=REGIMES, default=list(REGIMES))
     parser.add_argument(
@@ -316,10 +408,12 @@ def main() -> None:
     defaults = {
         'specdm': f'{base}/generated',
         'baseline': f'{base}_single_stream/generated',
+        'rebalanced': f'outputs/rebalanced_{options.dataset}/generated',
     }
     roots = {
         'specdm': options.specdm_synthetic or defaults['specdm'],
         'baseline': options.baseline_synthetic or defaults['baseline'],
+        'rebalanced': options.rebalanced_synthetic or defaults['rebalanced'],
     }
     available = {
         key: (Path(root) / 'manifest.json').is_file() for key, root in roots.items()
@@ -329,13 +423,7 @@ def main() -> None:
     )
     plan = []
     for regime in options.regimes:
-        needs = (
-            'baseline'
-            if regime == 'real+baseline'
-            else None
-            if regime == 'real'
-            else 'specdm'
-        )
+        needs = SYNTHETIC_NEEDED.get(regime)
         if needs and not available[needs]:
             print(
                 f'skipping {regime}: no generated dataset at {roots[needs]} (pass --{needs}-synthetic)'
@@ -384,28 +472,25 @@ def main() -> None:
 
     change = options.dataset in ('oscd', 'simulated-change')
     keys = ['f1', 'precision', 'recall', 'iou'] if change else ['miou', 'oa']
-    rows = summarise(runs, keys)
+    rows = summarise(runs)
     stem = f'downstream_{options.dataset}' + ('_quick' if options.quick else '')
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = [
-        '| regime | real fraction | synthetic:real | seeds | '
-        + ' | '.join(keys)
-        + ' |',
-        '|' + ' --- |' * (4 + len(keys)),
-    ]
-    for row in rows:
-        ratio = (
-            'all'
-            if row['ratio'] is None and row['regime'] != 'real'
-            else ('-' if row['ratio'] is None else row['ratio'])
+    table = markdown_table(rows, keys)
+    class_keys = list(
+        dict.fromkeys(
+            k for entry in runs for k in entry['metrics'] if k.startswith(PER_CLASS)
         )
-        cells = [f'{row[k]["mean"]:.3f} +- {row[k]["std"]:.3f}' for k in keys]
-        table.append(
-            f'| {row["regime"]} | {row["fraction"]} | {ratio} | {row["seeds"]} | '
-            + ' | '.join(cells)
-            + ' |'
-        )
+    )
+    if not change and class_keys:
+        table += [
+            '',
+            'Per-class IoU (mean +- std over the seeds that scored the class):',
+            '',
+            *markdown_table(
+                rows, class_keys, [k.removeprefix(PER_CLASS) for k in class_keys]
+            ),
+        ]
     minutes = (time.perf_counter() - start) / 60
     machine = f'{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}'
     header = [

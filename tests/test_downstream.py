@@ -1,8 +1,11 @@
 """Scoring downstream models on purely real held-out data."""
 
+import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -15,6 +18,7 @@ from torchgeo_specdm.downstream import (
     held_out_split,
     make_downstream_task,
     score_downstream,
+    segmentation_scores,
 )
 
 from .conftest import ROOT
@@ -50,10 +54,12 @@ def test_heldout_oscd_root_has_a_test_split(oscd_root: Path, tmp_path: Path) -> 
     assert all(0 <= value <= 1 for value in scores.values())
 
 
-def test_segmentation_scores_match_their_definition() -> None:
+@pytest.mark.parametrize('ignore_index', [None, 0])
+def test_segmentation_scores_match_their_definition(ignore_index: int | None) -> None:
     datamodule = SimulatedSegmentationDataModule(
         num_train=4, num_val=4, num_test=4, size=16, batch_size=4
     )
+    datamodule.ignore_index = ignore_index  # type: ignore[attr-defined]
     torch.manual_seed(0)
     task = make_downstream_task(10, datamodule.num_classes, change=False)
     scores = score_downstream(task, datamodule, 'test')
@@ -62,11 +68,99 @@ def test_segmentation_scores_match_their_definition() -> None:
     with torch.no_grad():
         prediction = task(batch['image']).argmax(1)
     target = batch['mask']
+    if ignore_index is not None:
+        kept = target != ignore_index
+        prediction, target = prediction[kept], target[kept]
     assert scores['oa'] == pytest.approx(float((prediction == target).float().mean()))
-    ious = [
-        float(((prediction == c) & (target == c)).sum())
+    ious = {
+        f'iou/{datamodule.class_names[c]}': float(
+            ((prediction == c) & (target == c)).sum()
+        )
         / float(((prediction == c) | (target == c)).sum())
         for c in range(datamodule.num_classes)
-        if ((prediction == c) | (target == c)).any()
+        if c != ignore_index and ((prediction == c) | (target == c)).any()
+    }
+    names = [
+        f'iou/{name}'
+        for c, name in enumerate(datamodule.class_names)
+        if c != ignore_index
     ]
-    assert scores['miou'] == pytest.approx(sum(ious) / len(ious), abs=1e-6)
+    assert [k for k in scores if k.startswith('iou/')] == names
+    for key in names:
+        if key in ious:
+            assert scores[key] == pytest.approx(ious[key], abs=1e-6)
+        else:
+            assert math.isnan(scores[key])
+    assert scores['miou'] == pytest.approx(sum(ious.values()) / len(ious), abs=1e-6)
+
+
+def test_ignored_class_is_left_out_of_the_miou() -> None:
+    # Salinas-A style: 0 = unlabelled is ignored; the model may still predict it.
+    prediction = torch.tensor([0, 1, 1, 2, 2, 0, 1])
+    target = torch.tensor([0, 0, 1, 1, 2, 2, 1])
+    scores = segmentation_scores(prediction, target, 4, ignore_index=0)
+    # Kept pixels (target != 0): class 1 has TP 2, FN 1 -> 2/3; class 2 has TP 1,
+    # FP 1, FN 1 -> 1/3; class 3 occurs nowhere: NaN; class 0 is ignored: no key.
+    assert scores.keys() == {'miou', 'oa', 'iou/1', 'iou/2', 'iou/3'}
+    assert math.isnan(scores['iou/3'])
+    assert scores['iou/1'] == pytest.approx(2 / 3)
+    assert scores['iou/2'] == pytest.approx(1 / 3)
+    assert scores['miou'] == pytest.approx(0.5)
+    assert scores['oa'] == pytest.approx(3 / 5)
+
+
+def test_per_class_keys_use_class_names_when_they_match() -> None:
+    prediction = torch.tensor([0, 1, 1, 0])
+    target = torch.tensor([0, 1, 0, 0])
+    named = segmentation_scores(prediction, target, 2, class_names=['sea', 'land'])
+    assert named['iou/sea'] == pytest.approx(2 / 3)
+    assert named['iou/land'] == pytest.approx(1 / 2)
+    assert named['miou'] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    indexed = segmentation_scores(prediction, target, 2, class_names=['sea'])
+    assert {k for k in indexed if k.startswith('iou/')} == {'iou/0', 'iou/1'}
+
+
+def _benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        'downstream_benchmark', ROOT / 'benchmarks' / 'downstream.py'
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_summary_takes_the_union_of_per_class_keys() -> None:
+    benchmark = _benchmark()
+    runs = [
+        {
+            'regime': 'real',
+            'fraction': 1.0,
+            'ratio': None,
+            'metrics': {'miou': 0.5, 'oa': 0.8, 'iou/a': 0.4, 'iou/b': 0.6},
+        },
+        {
+            'regime': 'real',
+            'fraction': 1.0,
+            'ratio': None,
+            'metrics': {'miou': 0.7, 'oa': 0.9, 'iou/a': 0.6, 'iou/b': math.nan},
+        },
+        {
+            'regime': 'real+rebalanced',
+            'fraction': 1.0,
+            'ratio': None,
+            'metrics': {'miou': 0.2, 'oa': 0.3, 'iou/c': 0.2},
+        },
+    ]
+    rows = benchmark.summarise(runs)
+    assert rows[0]['seeds'] == 2
+    assert rows[0]['iou/a']['mean'] == pytest.approx(0.5)
+    assert rows[0]['iou/b'] == {'mean': pytest.approx(0.6), 'std': 0.0, 'n': 1}
+    assert 'iou/c' not in rows[0]
+    assert 'iou/a' not in rows[1]
+    table = benchmark.markdown_table(rows, ['iou/a', 'iou/b', 'iou/c'], ['a', 'b', 'c'])
+    assert table[0].endswith('| a | b | c |')
+    assert table[2].endswith('| - |')
+    assert table[3].startswith('| real+rebalanced | 1.0 | all | 1 | - | - | 0.200')
+    assert 'real+rebalanced' in benchmark.REGIMES

@@ -1,6 +1,8 @@
 """Downstream models trained on real data: the judges of alignment and Fréchet distance."""
 
+import math
 import os
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -15,6 +17,7 @@ from torchmetrics.functional.classification import (
     binary_precision,
     binary_recall,
     multiclass_accuracy,
+    multiclass_confusion_matrix,
     multiclass_jaccard_index,
 )
 
@@ -199,8 +202,9 @@ def score_downstream(
         split: 'test' or 'val'.
 
     Returns:
-        ``miou`` and ``oa`` for segmentation (pixels of the datamodule's
-        ``ignore_index``, if any, are left out); ``f1``, ``precision``,
+        ``miou``, ``oa`` and the per-class ``iou/<class name>`` for
+        segmentation (see :func:`segmentation_scores`; pixels of the
+        datamodule's ``ignore_index``, if any, are left out); ``f1``, ``precision``,
         ``recall`` and ``iou`` of the change class for change detection.
     """
     datamodule.setup('test' if split == 'test' else 'fit')
@@ -223,15 +227,68 @@ def score_downstream(
         }
     num_classes = int(task.hparams['num_classes'])
     ignore_index = getattr(datamodule, 'ignore_index', None)
+    return segmentation_scores(
+        prediction,
+        target,
+        num_classes,
+        ignore_index,
+        getattr(datamodule, 'class_names', None),
+    )
+
+
+def segmentation_scores(
+    prediction: Tensor,
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """mIoU, OA and per-class IoU of predicted labels, with torchmetrics.
+
+    Pixels whose target is ``ignore_index`` are left out, and so is that class:
+    it gets no ``iou/`` key and does not enter ``miou``. Every other class gets a
+    key, so the keys depend only on the classes; one that occurs in neither the
+    prediction nor the target (of the pixels kept) has no defined IoU: NaN, left
+    out of ``miou``. ``miou`` is the mean of the defined ``iou/`` values, which is
+    torchmetrics' macro average (that too drops the ignored and absent classes).
+
+    Args:
+        prediction: predicted labels, any shape.
+        target: true labels, the same shape.
+        num_classes: number of classes.
+        ignore_index: label of unlabelled pixels, or ``None``.
+        class_names: names of the classes, used for the keys when there are
+            ``num_classes`` of them (else the class index is).
+
+    Returns:
+        ``miou``, ``oa`` and ``iou/<class name>`` for each class but the
+        ignored one.
+    """
+    per_class = multiclass_jaccard_index(
+        prediction, target, num_classes, 'none', ignore_index=ignore_index
+    )
+    confusion = multiclass_confusion_matrix(
+        prediction, target, num_classes, ignore_index=ignore_index
+    )
+    present = (confusion.sum(0) + confusion.sum(1)) > 0
+    names = (
+        [str(name) for name in class_names]
+        if class_names is not None and len(class_names) == num_classes
+        else [str(index) for index in range(num_classes)]
+    )
+    ious = {
+        f'iou/{names[index]}': float(per_class[index])
+        if bool(present[index])
+        else math.nan
+        for index in range(num_classes)
+        if index != ignore_index
+    }
+    values = [value for value in ious.values() if not math.isnan(value)]
     return {
-        'miou': float(
-            multiclass_jaccard_index(
-                prediction, target, num_classes, 'macro', ignore_index=ignore_index
-            )
-        ),
+        'miou': sum(values) / len(values) if values else 0.0,
         'oa': float(
             multiclass_accuracy(
                 prediction, target, num_classes, 'micro', ignore_index=ignore_index
             )
         ),
-    }
+    } | ious
