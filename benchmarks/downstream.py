@@ -6,7 +6,8 @@ with a ResNet-18 encoder, weights=None, and evaluated on purely real test data):
   real              real training data only
   real+specdm       real + every SpecDM pair (--specdm-synthetic)
   real+baseline     real + every single-stream LDM pair (--baseline-synthetic)
-  real+specdm-filt  real + SpecDM pairs whose alignment >= the median score (run
+  real+specdm-filt  real + SpecDM pairs whose alignment >= the median score, or above the
+                    lowest score when the median is the lowest (run
                     `specdm evaluate` first; it stores the scores in the manifest)
   real+rebalanced   real + every pair of a class-rebalanced SpecDM folder, made by
                     `specdm sample --rebalance` (--rebalanced-synthetic, default
@@ -248,11 +249,22 @@ def data_overrides(options: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def median_alignment(root: str) -> float | None:
+def alignment_threshold(root: str) -> float | None:
+    """The median alignment score, raised when it would keep every pair.
+
+    Change alignment (F1 of the change class) is 0 for most pairs, so the median
+    is often the lowest score; the filter then keeps the pairs above that lowest
+    score instead.
+    """
     scores = [s.get('alignment') for s in SyntheticDataset(root).samples]
-    if any(score is None for score in scores):
+    if not scores or any(score is None for score in scores):
         return None
-    return float(torch.tensor(scores).median())
+    values = torch.tensor(scores, dtype=torch.float64)
+    threshold = float(values.median())
+    above = values[values > values.min()]
+    if threshold <= float(values.min()) and len(above):
+        threshold = float(above.min())
+    return threshold
 
 
 def summarise(
@@ -419,7 +431,7 @@ def main() -> None:
         key: (Path(root) / 'manifest.json').is_file() for key, root in roots.items()
     }
     options.alignment_threshold = (
-        median_alignment(roots['specdm']) if available['specdm'] else None
+        alignment_threshold(roots['specdm']) if available['specdm'] else None
     )
     plan = []
     for regime in options.regimes:
