@@ -758,8 +758,10 @@ def training_throughput(
     Returns:
         step times, ratios, the data share and the FLOPs.
     """
+    # Scenes of the size the model was trained on (the U-Net's latent size).
+    size = model.latent_shape()[-1] * model.vae.hparams['downsampling_factor']
     datamodule = build_datamodule(
-        dataset, num_train=settings.train_scenes, num_val=8, batch_size=16
+        dataset, num_train=settings.train_scenes, num_val=8, batch_size=16, size=size
     )
     datamodule.setup('fit')
     start = time.perf_counter()
@@ -1127,11 +1129,18 @@ def main() -> None:
         'section_seconds': {},
     }
 
+    partial = work / f'{options.name}.partial.json'
+
     def section(name: str, function: Callable[[], Any]) -> Any:
         print(f'[speed] {name} ...', flush=True)
         start = time.perf_counter()
         value = function()
         result['section_seconds'][name] = time.perf_counter() - start
+        # What finished so far survives a failure in a later section.
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(
+            json.dumps(result | {name: value}, indent=2, default=str) + '\n'
+        )
         return value
 
     if options.checkpoint:
