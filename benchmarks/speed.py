@@ -1069,6 +1069,34 @@ def gpu_options() -> dict[str, Any]:
     }
 
 
+def default_label() -> str:
+    """The label of ``specdm sample``'s default sampler, e.g. 'dpmpp-15'."""
+    parameters = inspect.signature(generate).parameters
+    return _label(parameters['sampler'].default, parameters['steps'].default)
+
+
+def rerender(path: Path) -> None:
+    """Rebuild a results file's table and report for the current default sampler.
+
+    Args:
+        path: the JSON an earlier run wrote.
+    """
+    result = json.loads(path.read_text())
+    label = default_label()
+    result['rerendered'] = {
+        'commit': provenance()['commit'],
+        'measured_default': result['rerendered']['measured_default']
+        if 'rerendered' in result
+        else result['default_sampler'],
+    }
+    result['default_sampler'] = label
+    result['summary'] = summary(result)
+    path.write_text(json.dumps(result, indent=2) + '\n')
+    path.with_suffix('.md').write_text(markdown(result))
+    print('\n'.join(table(result['summary'])))
+    print(f'rewrote {path} and {path.with_suffix(".md")} for the default {label}')
+
+
 def main() -> None:
     """Run the benchmark."""
     parser = argparse.ArgumentParser(
@@ -1099,7 +1127,17 @@ def main() -> None:
     parser.add_argument('--diffusion-minutes', type=float, default=1.2)
     parser.add_argument('--work-dir', default='outputs/speed')
     parser.add_argument('--name', default='speed', help='results file stem')
+    parser.add_argument(
+        '--rerender',
+        metavar='JSON',
+        help='rebuild the table and report of an earlier results JSON for the '
+        "current default sampler (measures nothing; the run's samplers must "
+        'include it)',
+    )
     options = parser.parse_args()
+    if options.rerender:
+        rerender(Path(options.rerender))
+        return
     if options.checkpoint is None and not options.quick:
         parser.error('give --checkpoint, or --quick to train a tiny model first')
     if options.oscd_checkpoint and not options.oscd_root:
@@ -1122,10 +1160,7 @@ def main() -> None:
         'lightning': lightning.__version__,
         'code': provenance(),
         'quick': options.quick,
-        'default_sampler': _label(
-            inspect.signature(generate).parameters['sampler'].default,
-            inspect.signature(generate).parameters['steps'].default,
-        ),
+        'default_sampler': default_label(),
         'section_seconds': {},
     }
 

@@ -286,6 +286,19 @@ def markdown(result: dict[str, Any]) -> str:
             f'{result["wall_seconds"] / 60:.1f} min.'
         ),
         '',
+        *(
+            [
+                (
+                    f'Re-rendered from the same measurements at commit '
+                    f'{result["rerendered"]["commit"][:12]}, whose default sampler is '
+                    f'{result["default_sampler"]} (the run measured every sampler; its '
+                    f'code defaulted to {result["rerendered"]["measured_default"]}).'
+                ),
+                '',
+            ]
+            if 'rerendered' in result
+            else []
+        ),
         (
             'Every figure is a ratio of two timings taken in this run on this machine, '
             'with a warm-up and the median of repeats, the two sides alternating. '

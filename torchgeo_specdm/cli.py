@@ -73,6 +73,7 @@ def demo_main(args: Sequence[str]) -> None:
         args: command-line arguments after ``demo``.
     """
     from .demo import DEMO_DATA, run_demo
+    from .pipeline import DEFAULT_STEPS
 
     parser = argparse.ArgumentParser(
         prog='specdm demo',
@@ -100,7 +101,12 @@ def demo_main(args: Sequence[str]) -> None:
     parser.add_argument(
         '--num-samples', type=int, default=128, help='synthetic pairs to generate'
     )
-    parser.add_argument('--steps', type=int, default=25, help='DPM-Solver++ steps')
+    parser.add_argument(
+        '--steps',
+        type=int,
+        default=DEFAULT_STEPS,
+        help='DPM-Solver++ steps (default: %(default)s)',
+    )
     parser.add_argument('--seed', type=int, default=0, help='training and sample seed')
     parser.add_argument(
         '--architecture',
@@ -131,7 +137,7 @@ def sample_main(args: Sequence[str]) -> None:
     Args:
         args: command-line arguments after ``sample``.
     """
-    from .pipeline import SAMPLERS
+    from .pipeline import DEFAULT_STEPS, SAMPLERS
 
     parser = argparse.ArgumentParser(
         prog='specdm sample',
@@ -145,7 +151,12 @@ def sample_main(args: Sequence[str]) -> None:
     parser.add_argument(
         '--sampler', default='dpmpp', help=f'one of {", ".join(SAMPLERS)}'
     )
-    parser.add_argument('--steps', type=int, default=25, help='denoising steps')
+    parser.add_argument(
+        '--steps',
+        type=int,
+        default=DEFAULT_STEPS,
+        help='denoising steps (default: %(default)s)',
+    )
     parser.add_argument('--batch-size', type=int, default=16, help='pairs per batch')
     parser.add_argument(
         '--seed', type=int, default=0, help='sample i depends on (seed, i)'

@@ -25,6 +25,7 @@ from .datamodules.registry import build_datamodule
 from .datasets.validation import InvalidInputError
 from .downstream import held_out_split, score_downstream, train_downstream
 from .evaluate import evaluate_synthetic
+from .pipeline import DEFAULT_STEPS
 from .sample import generate
 from .tasks import LatentDiffusion, TwoStreamVAE
 from .tasks.utils import timed_trainer
@@ -200,7 +201,7 @@ def run_demo(
     root: Path | None = None,
     budget_minutes: float = 12.0,
     num_samples: int = 128,
-    steps: int = 25,
+    steps: int = DEFAULT_STEPS,
     seed: int = 0,
     data_kwargs: dict[str, Any] | None = None,
     architecture: Architecture = 'two_stream',

@@ -22,6 +22,9 @@ from .datasets.validation import InvalidInputError
 
 Sampler = Literal['ddpm', 'ddim', 'dpmpp']
 SAMPLERS: tuple[str, ...] = ('ddpm', 'ddim', 'dpmpp')
+#: Default DPM-Solver++ steps: the fewest that stayed within 10 % of DDPM-1000's
+#: fidelity metrics on a trained model (benchmarks/results/speed_full.md).
+DEFAULT_STEPS = 15
 
 
 def sample_seed(seed: int, index: int, attempt: int = 0) -> int:
@@ -129,7 +132,7 @@ class SpecDMPipeline(DiffusionPipeline):
         batch_size: int = 16,
         seed: int = 0,
         indices: Sequence[int] | None = None,
-        num_inference_steps: int = 25,
+        num_inference_steps: int = DEFAULT_STEPS,
         output_type: Literal['pt', 'latent'] = 'pt',
         return_dict: bool = True,
         pad_batches: bool = False,

@@ -18,7 +18,13 @@ import torchgeo_specdm
 
 from .datasets.validation import InvalidInputError
 from .export import DatasetWriter
-from .pipeline import Sampler, SpecDMPipeline, SpecDMPipelineOutput, sample_seed
+from .pipeline import (
+    DEFAULT_STEPS,
+    Sampler,
+    SpecDMPipeline,
+    SpecDMPipelineOutput,
+    sample_seed,
+)
 from .request import OnMiss, SamplePlan, make_plan
 from .types import Path
 
@@ -330,7 +336,7 @@ def generate(
     out: Path,
     num_samples: int,
     sampler: Sampler = 'dpmpp',
-    steps: int = 25,
+    steps: int = DEFAULT_STEPS,
     batch_size: int = 16,
     seed: int = 0,
     devices: int = 1,

@@ -22,7 +22,13 @@ from ..conditions import (
     flag_conditions,
 )
 from ..datasets.validation import InvalidInputError
-from ..pipeline import Sampler, SpecDMPipeline, SpecDMPipelineOutput, make_scheduler
+from ..pipeline import (
+    DEFAULT_STEPS,
+    Sampler,
+    SpecDMPipeline,
+    SpecDMPipelineOutput,
+    make_scheduler,
+)
 from ..types import Path, Sample
 from .checkpoints import own_hyperparameters, read_checkpoint
 from .latent_cache import LatentCache
@@ -78,7 +84,7 @@ class LatentDiffusion(BaseTask):
         sample_every_n_epochs: int = 5,
         num_val_samples: int = 8,
         val_sampler: Sampler = 'dpmpp',
-        val_steps: int = 25,
+        val_steps: int = DEFAULT_STEPS,
         channels_last: bool = False,
         compile_unet: bool = False,
         condition: ConditionKind = 'none',
@@ -518,7 +524,7 @@ class LatentDiffusion(BaseTask):
 
         settings = getattr(self, 'prediction_settings', None) or {
             'sampler': 'dpmpp',
-            'steps': 25,
+            'steps': DEFAULT_STEPS,
             'seed': 0,
             'batch_size': len(batch),
         }
