@@ -240,6 +240,16 @@ def run(
     return score_downstream(task, test_module, split)
 
 
+def scored_on(options: argparse.Namespace) -> str:
+    """The real split the table scores, in words."""
+    if options.test_root:
+        return f'the test split of {options.test_root}'
+    module = demo_datamodule(
+        options.dataset, options.root, options.batch_size, data_overrides(options)
+    )
+    return f'the {held_out_split(module)} split of the real data'
+
+
 def data_overrides(options: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if options.size is not None and options.dataset.startswith('simulated'):
@@ -510,7 +520,7 @@ def main() -> None:
         '',
         f'Command: `python {" ".join(sys.argv)}`',
         '',
-        f'Machine: {machine}; wall time {minutes:.1f} min; test set: {options.test_root or "validation split of --root"}.',
+        f'Machine: {machine}; wall time {minutes:.1f} min; scored on {scored_on(options)}.',
         '',
     ]
     (out / f'{stem}.md').write_text('\n'.join(header + table) + '\n')
