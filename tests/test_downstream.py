@@ -164,3 +164,15 @@ def test_benchmark_summary_takes_the_union_of_per_class_keys() -> None:
     assert table[2].endswith('| - |')
     assert table[3].startswith('| real+rebalanced | 1.0 | all | 1 | - | - | 0.200')
     assert 'real+rebalanced' in benchmark.REGIMES
+
+
+def test_change_detection_config_runs_on_real_oscd(
+    oscd_root: Path, tmp_path: Path
+) -> None:
+    from torchgeo_specdm.cli import main
+
+    args = ['fit', '--config', str(ROOT / 'benchmarks/configs/change_detection.yaml')]
+    args += ['--config', str(ROOT / 'datamodules/oscd_patches.yaml')]
+    args += [f'--data.dict_kwargs.root={oscd_root}', '--data.init_args.batch_size=2']
+    args += ['--trainer.fast_dev_run=true', f'--trainer.default_root_dir={tmp_path}']
+    main(args)
