@@ -43,7 +43,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +74,7 @@ from torchgeo_specdm.pipeline import SAMPLERS, make_scheduler, sample_seed
 from torchgeo_specdm.sample import file_sha256, generate
 from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
 from torchgeo_specdm.tasks.latent_cache import LatentCache, random_dihedral
+from torchgeo_specdm.tasks.utils import timed_trainer
 
 RESULTS = Path(__file__).parent / 'results'
 
@@ -309,16 +309,8 @@ def train_quick_model(
         )
 
     def trainer(minutes: float) -> Trainer:
-        return Trainer(
-            max_time=timedelta(minutes=minutes),
-            max_epochs=-1,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=work,
+        return timed_trainer(
+            minutes, work, limit_val_batches=0, enable_progress_bar=False
         )
 
     vae = TwoStreamVAE(

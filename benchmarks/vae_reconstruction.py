@@ -21,7 +21,7 @@ from lightning.pytorch import Trainer, seed_everything
 
 matplotlib.use('Agg')
 
-from common import benchmark_datamodule, machine
+from common import VAE_DATASETS, benchmark_datamodule, machine
 
 from torchgeo_specdm.tasks import TwoStreamVAE
 
@@ -46,11 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        '--dataset',
-        choices=['oscd', 'simulated-segmentation', 'simulated-change', 'salinas-a'],
-        required=True,
-    )
+    parser.add_argument('--dataset', choices=VAE_DATASETS, required=True)
     parser.add_argument('--root', help='dataset root (OSCD, Salinas-A)')
     parser.add_argument('--minutes', type=float, default=12.0, help='training budget')
     parser.add_argument('--batch-size', type=int, default=16)

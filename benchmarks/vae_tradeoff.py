@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import machine
+from common import VAE_DATASETS, machine
 
 RESULTS = Path(__file__).parent / 'results'
 SCRIPT = Path(__file__).parent / 'vae_reconstruction.py'
@@ -85,11 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        '--dataset',
-        choices=['oscd', 'simulated-segmentation', 'simulated-change', 'salinas-a'],
-        required=True,
-    )
+    parser.add_argument('--dataset', choices=VAE_DATASETS, required=True)
     parser.add_argument('--root', help='dataset root (OSCD, Salinas-A)')
     parser.add_argument('--minutes', type=float, default=4.0, help='budget per setting')
     parser.add_argument('--latent-channels', type=int, nargs='+', default=[4, 8, 16])
