@@ -44,6 +44,64 @@ def load(folder: Path) -> dict[str, Any]:
     return summary
 
 
+def class_angles(folder: Path) -> dict[str, dict[str, float | None]]:
+    """Per-class mean-spectrum SAM of a run against each real split.
+
+    Args:
+        folder: the demo's output folder.
+
+    Returns:
+        reference ('validation', 'training') to class name to degrees; empty when
+        the run's fidelity/metrics.json predates the training-split angles.
+    """
+    path = folder / 'fidelity' / 'metrics.json'
+    if not path.is_file():
+        return {}
+    fidelity = json.loads(path.read_text())
+    if 'class_spectrum_sam_degrees_train' not in fidelity:
+        return {}
+    return {
+        'validation': fidelity['class_spectrum_sam_degrees'],
+        'training': fidelity['class_spectrum_sam_degrees_train'],
+    }
+
+
+def class_table(angles: dict[str, dict[str, dict[str, float | None]]]) -> list[str]:
+    """Markdown table of per-class SAM, one column per run and reference split.
+
+    Args:
+        angles: run label to :func:`class_angles`.
+
+    Returns:
+        the table's lines (none if a run lacks the angles).
+    """
+    if not angles or not all(angles.values()):
+        return []
+    columns = [(label, reference) for label, run in angles.items() for reference in run]
+    first = next(iter(angles.values()))['validation']
+    lines = [
+        '## Per-class mean-spectrum SAM (degrees), synthetic against real',
+        '',
+        '| class | '
+        + ' | '.join(f'{label}, vs {reference}' for label, reference in columns)
+        + ' |',
+        '| --- |' + ' --- |' * len(columns),
+    ]
+    for name in first:
+        values = [angles[label][reference][name] for label, reference in columns]
+        lines.append(
+            f'| {name} | '
+            + ' | '.join('-' if v is None else f'{v:.2f}' for v in values)
+            + ' |'
+        )
+    worst = [
+        max(v for v in angles[label][reference].values() if v is not None)
+        for label, reference in columns
+    ]
+    lines.append('| **largest** | ' + ' | '.join(f'**{v:.2f}**' for v in worst) + ' |')
+    return ['', *lines]
+
+
 def rows(summary: dict[str, Any]) -> dict[str, str]:
     """The compared figures of one run, formatted.
 
@@ -122,6 +180,8 @@ def main() -> None:
         + ' |'
         for name in names
     ]
+    angles = {label: class_angles(folder) for label, folder in runs.items()}
+    lines += class_table(angles)
     for label, folder in runs.items():
         slug = 'specdm' if label.startswith('SpecDM') else 'single_stream'
         lines += ['', f'## {label}', '']
@@ -138,6 +198,7 @@ def main() -> None:
                 'command': f'python {shlex.join(sys.argv)}',
                 'runs': {label: str(folder) for label, folder in runs.items()},
                 'summaries': summaries,
+                'class_spectrum_sam_degrees': angles,
             },
             indent=2,
         )

@@ -12,6 +12,9 @@ with a ResNet-18 encoder, weights=None, and evaluated on purely real test data):
   real+rebalanced   real + every pair of a class-rebalanced SpecDM folder, made by
                     `specdm sample --rebalance` (--rebalanced-synthetic, default
                     outputs/rebalanced_D/generated)
+  real+targeted     real + every pair of a SpecDM folder sampled for a request
+                    (`specdm sample --classes C --min-fraction F` or --change-fraction
+                    LO:HI; --targeted-synthetic, default outputs/targeted_D/generated)
   pretrain-finetune pre-train on SpecDM pairs, then fine-tune on real (FreeMask's 2nd mode)
   synthetic-only    train on SpecDM pairs only, test on real
 
@@ -43,7 +46,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
@@ -78,6 +81,7 @@ REGIMES = (
     'real+baseline',
     'real+specdm-filt',
     'real+rebalanced',
+    'real+targeted',
     'pretrain-finetune',
     'synthetic-only',
 )
@@ -88,6 +92,7 @@ SYNTHETIC_NEEDED = {
     'real+baseline': 'baseline',
     'real+specdm-filt': 'specdm',
     'real+rebalanced': 'rebalanced',
+    'real+targeted': 'targeted',
     'pretrain-finetune': 'specdm',
     'synthetic-only': 'specdm',
 }
@@ -204,12 +209,15 @@ def run(
         'real+baseline',
         'real+specdm-filt',
         'real+rebalanced',
+        'real+targeted',
     ):
         root = roots[SYNTHETIC_NEEDED[regime]]
         threshold = (
             options.alignment_threshold if regime == 'real+specdm-filt' else None
         )
-        share = 'append' if ratio is None else ratio / (1 + ratio)
+        share: float | Literal['append'] = (
+            'append' if ratio is None else ratio / (1 + ratio)
+        )
         fit(
             task,
             SyntheticMixDataModule(
@@ -379,6 +387,11 @@ def main() -> None:
         help='SpecDM generated folder made by `specdm sample --rebalance` '
         '(default: outputs/rebalanced_DATASET/generated)',
     )
+    parser.add_argument(
+        '--targeted-synthetic',
+        help='SpecDM generated folder made by `specdm sample` with a request '
+        '(--classes or --change-fraction; default: outputs/targeted_DATASET/generated)',
+    )
     parser.add_argument('--regimes', nargs='+', choices=REGIMES, default=list(REGIMES))
     parser.add_argument(
         '--fractions',
@@ -428,11 +441,13 @@ def main() -> None:
         'specdm': f'{base}/generated',
         'baseline': f'{base}_single_stream/generated',
         'rebalanced': f'outputs/rebalanced_{options.dataset}/generated',
+        'targeted': f'outputs/targeted_{options.dataset}/generated',
     }
     roots = {
         'specdm': options.specdm_synthetic or defaults['specdm'],
         'baseline': options.baseline_synthetic or defaults['baseline'],
         'rebalanced': options.rebalanced_synthetic or defaults['rebalanced'],
+        'targeted': options.targeted_synthetic or defaults['targeted'],
     }
     available = {
         key: (Path(root) / 'manifest.json').is_file() for key, root in roots.items()

@@ -1,6 +1,7 @@
 """Scoring downstream models on purely real held-out data."""
 
 import importlib.util
+import json
 import math
 import subprocess
 import sys
@@ -47,7 +48,8 @@ def test_heldout_oscd_root_has_a_test_split(oscd_root: Path, tmp_path: Path) -> 
     )
     datamodule = OSCDPatchDataModule(root=str(out), patch_size=64)
     assert held_out_split(datamodule) == 'test'
-    assert len(datamodule.test_dataset) > 0
+    assert datamodule.test_dataset is not None
+    assert len(datamodule.test_dataset) > 0  # type: ignore[arg-type]
     task = make_downstream_task(13, 2, change=True)
     scores = score_downstream(task, datamodule, 'test')
     assert scores.keys() == {'f1', 'precision', 'recall', 'iou'}
@@ -120,9 +122,9 @@ def test_per_class_keys_use_class_names_when_they_match() -> None:
     assert {k for k in indexed if k.startswith('iou/')} == {'iou/0', 'iou/1'}
 
 
-def _benchmark() -> ModuleType:
+def _benchmark(name: str = 'downstream') -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        'downstream_benchmark', ROOT / 'benchmarks' / 'downstream.py'
+        f'{name}_benchmark', ROOT / 'benchmarks' / f'{name}.py'
     )
     assert spec is not None
     assert spec.loader is not None
@@ -164,6 +166,36 @@ def test_benchmark_summary_takes_the_union_of_per_class_keys() -> None:
     assert table[2].endswith('| - |')
     assert table[3].startswith('| real+rebalanced | 1.0 | all | 1 | - | - | 0.200')
     assert 'real+rebalanced' in benchmark.REGIMES
+    assert benchmark.SYNTHETIC_NEEDED['real+targeted'] == 'targeted'
+
+
+def test_baseline_comparison_tabulates_per_class_angles(tmp_path: Path) -> None:
+    comparison = _benchmark('baseline_comparison')
+    angles = {}
+    for label, corn in (('two', 4.5), ('one', None)):
+        folder = tmp_path / label
+        (folder / 'fidelity').mkdir(parents=True)
+        metrics = {
+            'class_spectrum_sam_degrees': {'soil': 1.0, 'corn': corn},
+            'class_spectrum_sam_degrees_train': {'soil': 0.5, 'corn': 3.0},
+        }
+        (folder / 'fidelity' / 'metrics.json').write_text(json.dumps(metrics))
+        angles[label] = comparison.class_angles(folder)
+    table = comparison.class_table(angles)
+    assert table[3] == (
+        '| class | two, vs validation | two, vs training | one, vs validation '
+        '| one, vs training |'
+    )
+    assert table[5] == '| soil | 1.00 | 0.50 | 1.00 | 0.50 |'
+    assert table[6] == '| corn | 4.50 | 3.00 | - | 3.00 |'
+    assert table[7] == '| **largest** | **4.50** | **3.00** | **1.00** | **3.00** |'
+    # A run scored before the training-split angles existed gives no table.
+    (tmp_path / 'old' / 'fidelity').mkdir(parents=True)
+    (tmp_path / 'old' / 'fidelity' / 'metrics.json').write_text(
+        json.dumps({'class_spectrum_sam_degrees': {'soil': 1.0}})
+    )
+    angles['old'] = comparison.class_angles(tmp_path / 'old')
+    assert comparison.class_table(angles) == []
 
 
 def test_change_detection_config_runs_on_real_oscd(

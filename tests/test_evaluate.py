@@ -57,6 +57,13 @@ def test_report_with_alignment(
         assert f']({png})' in text
     result = json.loads((report / 'metrics.json').read_text())
     assert 0 <= result['class_histogram_tv'] <= 1
+    # Per-class angles against both real splits, one entry per class.
+    names = result['class_names']
+    for key in ('class_spectrum_sam_degrees', 'class_spectrum_sam_degrees_train'):
+        assert list(result[key]) == names
+        assert all(v is None or 0 <= v <= 90 for v in result[key].values())
+    assert result['mean_class_spectrum_sam_degrees_train'] is not None
+    assert '| class | SAM vs validation | SAM vs training |' in text
     assert 0 <= result['alignment']['mean'] <= 1
     assert result['frechet_distance'] >= 0
     assert len(result['band_wasserstein']) == (
