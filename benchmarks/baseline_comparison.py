@@ -51,8 +51,9 @@ def class_angles(folder: Path) -> dict[str, dict[str, float | None]]:
         folder: the demo's output folder.
 
     Returns:
-        reference ('validation', 'training') to class name to degrees; empty when
-        the run's fidelity/metrics.json predates the training-split angles.
+        reference ('validation', 'training' and, where alignment was scored,
+        'training, alignment-filtered') to class name to degrees; empty when the
+        run's fidelity/metrics.json predates the training-split angles.
     """
     path = folder / 'fidelity' / 'metrics.json'
     if not path.is_file():
@@ -60,10 +61,15 @@ def class_angles(folder: Path) -> dict[str, dict[str, float | None]]:
     fidelity = json.loads(path.read_text())
     if 'class_spectrum_sam_degrees_train' not in fidelity:
         return {}
-    return {
+    angles = {
         'validation': fidelity['class_spectrum_sam_degrees'],
         'training': fidelity['class_spectrum_sam_degrees_train'],
     }
+    if 'filtered' in fidelity:
+        angles['training, alignment-filtered'] = fidelity['filtered'][
+            'class_spectrum_sam_degrees_train'
+        ]
+    return angles
 
 
 def class_table(angles: dict[str, dict[str, dict[str, float | None]]]) -> list[str]:

@@ -426,6 +426,11 @@ def main() -> None:
         help='one fraction (1.0), one seed, no ratio sweep, 4 epochs',
     )
     parser.add_argument('--out', default=str(RESULTS))
+    parser.add_argument(
+        '--name',
+        help='suffix of the results files (downstream_DATASET_NAME.*), so that a '
+        'focused run does not replace the full table',
+    )
     parser.add_argument('--work-dir', default='outputs/downstream')
     options = parser.parse_args()
     if options.quick:
@@ -509,6 +514,8 @@ def main() -> None:
     keys = ['f1', 'precision', 'recall', 'iou'] if change else ['miou', 'oa']
     rows = summarise(runs)
     stem = f'downstream_{options.dataset}' + ('_quick' if options.quick else '')
+    if options.name:
+        stem += f'_{options.name}'
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows, keys)

@@ -324,6 +324,23 @@ def test_output_folder_not_writable(
     assert f'--out {blocker / "out"}: cannot write there' in err
 
 
+def test_output_folder_with_missing_parents_is_created(
+    tiny_diffusion: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / 'new' / 'nested' / 'out'
+    main(
+        _sample(
+            tiny_diffusion['simulated_segmentation'],
+            out,
+            '--num-samples',
+            '2',
+            '--steps',
+            '2',
+        )
+    )
+    assert len(SyntheticDataset(out)) == 2
+
+
 def test_full_disk(
     tiny_diffusion: dict[str, Path],
     tmp_path: Path,

@@ -63,7 +63,15 @@ def test_report_with_alignment(
         assert list(result[key]) == names
         assert all(v is None or 0 <= v <= 90 for v in result[key].values())
     assert result['mean_class_spectrum_sam_degrees_train'] is not None
-    assert '| class | SAM vs validation | SAM vs training |' in text
+    assert '| class | SAM vs validation | SAM vs training | filtered, vs' in text
+    # The alignment-filtered figures drop the pairs below the lower quartile.
+    filtered = result['filtered']
+    assert filtered['min_alignment'] >= min(scores_of(out))
+    assert filtered['num_synthetic'] == sum(
+        score >= filtered['min_alignment'] for score in scores_of(out)
+    )
+    assert 1 <= filtered['num_synthetic'] <= 6
+    assert list(filtered['class_spectrum_sam_degrees_train']) == names
     assert 0 <= result['alignment']['mean'] <= 1
     assert result['frechet_distance'] >= 0
     assert len(result['band_wasserstein']) == (
@@ -74,6 +82,10 @@ def test_report_with_alignment(
     assert all(0 <= score <= 1 for score in scores)
     assert len(SyntheticDataset(out, min_alignment=max(scores))) >= 1
     assert 'Report:' in capsys.readouterr().out
+
+
+def scores_of(root: Path) -> list[float]:
+    return [sample['alignment'] for sample in SyntheticDataset(root).samples]
 
 
 def _spectra_inputs(

@@ -465,8 +465,11 @@ def generate(
 
 
 def _make_writer(out: Path, **kwargs: Any) -> DatasetWriter:
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.access(parent if not os.path.exists(out) else out, os.W_OK):
+    # The writer creates missing parent folders, so check the nearest existing one.
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK):
         raise InvalidInputError(
             f'--out {out}: the folder is not writable. Pick a folder you can write to.'
         )
