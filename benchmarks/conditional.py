@@ -21,11 +21,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from common import benchmark_datamodule, machine
 from lightning.pytorch import seed_everything
+from matplotlib.patches import Patch
 
 from torchgeo_specdm.datasets import SyntheticDataset
+from torchgeo_specdm.datasets.plotting import class_colormap
 from torchgeo_specdm.demo import demo_datamodule
 from torchgeo_specdm.request import SamplePlan, make_plan
 from torchgeo_specdm.sample import generate, model_class_names
@@ -172,11 +179,12 @@ def real_rates(plan: SamplePlan) -> dict[str, Any]:
     return record
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: dict[str, Any], figure: str | None = None) -> str:
     """The result as a Markdown report.
 
     Args:
         result: the benchmark record.
+        figure: file name of the run's PNG, shown under the tables.
 
     Returns:
         the report.
@@ -257,6 +265,8 @@ def markdown(result: dict[str, Any]) -> str:
                 + ' |'
             )
         lines.append('')
+    if figure:
+        lines += [f'![share reached per regime, and the first masks]({figure})', '']
     lines += [
         f'Command: `{result["command"]}`',
         '',
@@ -264,6 +274,97 @@ def markdown(result: dict[str, Any]) -> str:
         '',
     ]
     return '\n'.join(lines)
+
+
+def regime_folders(work: Path, result: dict[str, Any]) -> dict[str, Path]:
+    """The generated folder of each regime of a run.
+
+    Args:
+        work: the run's working folder (``--work-dir``/dataset).
+        result: the benchmark record.
+
+    Returns:
+        regime label to folder.
+    """
+    folders = {}
+    for row in result['regimes']:
+        scale = row['guidance_scale']
+        name = 'unconditional' if scale is None else f'guided_{scale:g}'
+        label = 'unconditional' if scale is None else f'guidance {scale:g}'
+        folders[label] = work / f'{name}_{result["seed"]}'
+    return folders
+
+
+def plot(result: dict[str, Any], folders: dict[str, Path], path: Path) -> None:
+    """Draw the share each regime reaches, and the first masks of each regime.
+
+    Args:
+        result: the benchmark record.
+        folders: regime label to generated folder (see :func:`regime_folders`).
+        path: the PNG to write.
+    """
+    change = result['request'].get('change_fraction') is not None
+    datasets = {label: SyntheticDataset(folder) for label, folder in folders.items()}
+    names = next(iter(datasets.values())).classes
+    classes = [names.index(name) for name in (result['request'].get('classes') or [])]
+    shown = 8
+    figure = plt.figure(figsize=(3 + 1.3 * shown, 2.6 * len(datasets)))
+    grid = figure.add_gridspec(len(datasets), shown + 3)
+    curve = figure.add_subplot(grid[:, :3])
+    thresholds = np.linspace(0, 0.5, 51)
+    colours = class_colormap(len(names))
+    for row, (label, dataset) in enumerate(datasets.items()):
+        shares = np.array(
+            [
+                sample['class_fractions'][1]
+                if change
+                else min(sample['class_fractions'][k] for k in classes)
+                for sample in dataset.samples
+            ]
+        )
+        curve.plot(thresholds, [(shares >= t).mean() for t in thresholds], label=label)
+        for column in range(min(shown, len(dataset))):
+            axis = figure.add_subplot(grid[row, 3 + column])
+            axis.imshow(
+                dataset[column]['mask'].numpy(),
+                cmap=colours,
+                vmin=-0.5,
+                vmax=len(names) - 0.5,
+                interpolation='nearest',
+            )
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column == 0:
+                axis.set_ylabel(label)
+    asked = (
+        'changed-pixel share'
+        if change
+        else f'share of {", ".join(names[k] for k in classes)}'
+    )
+    curve.set_xlabel(asked)
+    curve.set_ylabel('share of masks reaching it')
+    if change:
+        low, high = result['request']['change_fraction']
+        curve.axvspan(low, high, color='0.9', zorder=0, label='requested range')
+    else:
+        curve.axvline(
+            result['request']['min_fraction'],
+            color='0.5',
+            ls='--',
+            label='requested minimum',
+        )
+    curve.legend(fontsize=8)
+    curve.set_title(f'{result["dataset"]}: same seeds per regime', fontsize=9)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.legend(
+        handles=[Patch(color=colours(k), label=name) for k, name in enumerate(names)],
+        loc='lower center',
+        ncol=min(len(names), 8),
+        fontsize=8,
+        frameon=False,
+    )
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
 
 
 def main() -> None:
@@ -312,7 +413,21 @@ def main() -> None:
         help='torch CPU threads (1 avoids oversubscription on a CPU shared with '
         'other jobs)',
     )
+    parser.add_argument(
+        '--rerender',
+        type=Path,
+        help='redraw the Markdown and the figure of a finished run from its JSON and '
+        'its --work-dir folders, without training or sampling',
+    )
     options = parser.parse_args()
+    results = Path(options.results_dir)
+    if options.rerender:
+        result = json.loads(options.rerender.read_text())
+        stem = options.rerender.stem
+        folders = regime_folders(Path(options.work_dir) / result['dataset'], result)
+        plot(result, folders, results / f'{stem}.png')
+        (results / f'{stem}.md').write_text(markdown(result, f'{stem}.png'))
+        return
     if options.threads:
         torch.set_num_threads(options.threads)
     seed_everything(options.seed)
@@ -393,12 +508,12 @@ def main() -> None:
         'summary': summary,
         'machine': machine(),
     }
-    results = Path(options.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     stem = f'conditional_{options.dataset}'
     (results / f'{stem}.json').write_text(json.dumps(result, indent=2) + '\n')
-    (results / f'{stem}.md').write_text(markdown(result))
-    print(markdown(result))
+    plot(result, regime_folders(work, result), results / f'{stem}.png')
+    (results / f'{stem}.md').write_text(markdown(result, f'{stem}.png'))
+    print(markdown(result, f'{stem}.png'))
 
 
 if __name__ == '__main__':

@@ -1,6 +1,8 @@
 """Conditional diffusion: conditions from masks, guidance, requests and their manifests."""
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,10 @@ from torchgeo_specdm.request import (
     parse_fraction_range,
     rebalance_targets,
 )
+from torchgeo_specdm.sample import generate
 from torchgeo_specdm.tasks import LatentDiffusion
 
-from .conftest import TEST_GENERATOR, fit_tiny_diffusion
+from .conftest import ROOT, TEST_GENERATOR, fit_tiny_diffusion
 
 SIM_CLASSES = (
     'Arable land',
@@ -641,3 +644,69 @@ def test_resumed_request_run_is_byte_identical(
     assert (out / 'images' / '000001.tif').read_bytes() == image
     with pytest.raises(InvalidInputError, match='different configuration'):
         generate(checkpoint, out, 3, steps=2, batch_size=2, classes='wetlands')
+
+
+def test_conditional_benchmark_report_and_figure(
+    conditional: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / 'benchmarks'))
+    spec = importlib.util.spec_from_file_location(
+        'conditional_benchmark', ROOT / 'benchmarks' / 'conditional.py'
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+
+    checkpoint = conditional['simulated_segmentation']
+    work = tmp_path / 'work' / 'simulated-segmentation'
+    request = {'classes': 'wetlands', 'min_fraction': 0.01}
+    model = LatentDiffusion.from_checkpoint(checkpoint)
+    plan = make_plan(
+        'class_fraction', SIM_CLASSES, model.training_fractions, 3, 3.0, **request
+    )
+    assert plan is not None
+    regimes = []
+    for scale in (None, 3.0):
+        name = 'unconditional' if scale is None else 'guided_3'
+        extra = {} if scale is None else {'guidance_scale': scale, **request}
+        generate(checkpoint, work / f'{name}_0', 3, steps=2, **extra)
+        regimes.append(benchmark.score(work / f'{name}_0', plan, 1.0, scale))
+    result = {
+        'command': 'test',
+        'dataset': 'simulated-segmentation',
+        'request': plan.record,
+        'sampler': 'dpmpp',
+        'steps': 2,
+        'num_samples': 3,
+        'seed': 0,
+        'training': {},
+        'real': benchmark.real_rates(plan),
+        'regimes': regimes,
+        'summary': 'test',
+        'machine': 'test',
+    }
+    record = tmp_path / 'conditional_simulated-segmentation.json'
+    record.write_text(json.dumps(result))
+    results = tmp_path / 'results'
+    results.mkdir()
+    monkeypatch.setattr(
+        sys,
+        'argv',
+        [
+            'conditional.py',
+            '--dataset',
+            'simulated-segmentation',
+            '--rerender',
+            str(record),
+            '--work-dir',
+            str(tmp_path / 'work'),
+            '--results-dir',
+            str(results),
+        ],
+    )
+    benchmark.main()
+    assert (results / 'conditional_simulated-segmentation.png').stat().st_size > 5000
+    text = (results / 'conditional_simulated-segmentation.md').read_text()
+    assert '](conditional_simulated-segmentation.png)' in text
+    assert '| requested | 3 |' in text
