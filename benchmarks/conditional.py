@@ -325,8 +325,9 @@ def plot(result: dict[str, Any], folders: dict[str, Path], path: Path) -> None:
         curve.plot(thresholds, [(shares >= t).mean() for t in thresholds], label=label)
         for column in range(min(shown, len(dataset))):
             axis = figure.add_subplot(grid[row, 3 + column])
+            mask = dataset[column]['mask']  # [H, W], or [1, H, W] for change data
             axis.imshow(
-                dataset[column]['mask'].numpy(),
+                mask.reshape(mask.shape[-2:]).numpy(),
                 cmap=colours,
                 vmin=-0.5,
                 vmax=len(names) - 0.5,
