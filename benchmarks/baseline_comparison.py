@@ -12,8 +12,10 @@ then tabulate them:
     python benchmarks/baseline_comparison.py outputs/ab/oscd_two_stream \\
         outputs/ab/oscd_single_stream --name oscd
 
-Writes benchmarks/results/baseline_<name>.md and .json, and copies each run's sample grid
-and spectra plot to benchmarks/results/baseline_<name>/.
+Writes benchmarks/results/baseline_<name>.md and .json (the headline figures, and the
+per-class mean-spectrum SAM of both runs against each real split where the runs' fidelity
+reports have it), and copies each run's sample grid and spectra plot to
+benchmarks/results/baseline_<name>/.
 """
 
 import argparse

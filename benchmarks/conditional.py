@@ -5,7 +5,8 @@ trained VAE's latents, then samples the same pair indices (same noise seeds)
 three ways with `specdm sample`'s code path: unconditionally (the model's null
 condition) and with the request at each guidance scale. The hit rate is the share
 of generated masks that meet the request; the training masks' rate is given too.
-Writes benchmarks/results/conditional_<dataset>.json and .md.
+Writes benchmarks/results/conditional_<dataset>.json, .md and .png (the share each regime
+reaches, and its first masks); --rerender JSON redraws the last two from a finished run.
 
 Example:
     python benchmarks/conditional.py --dataset simulated-segmentation --minutes 4 \
