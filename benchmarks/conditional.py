@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,19 +104,20 @@ def train(options: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]
     return checkpoint, record
 
 
-def measured_share(plan: SamplePlan, fractions: list[float]) -> float:
-    """The share that the request is about: the class's, or the changed pixels'.
+def measured_share(fractions: list[float], classes: Sequence[int]) -> float:
+    """The share that a request is about: its classes', or the changed pixels'.
 
     Args:
-        plan: the request plan.
         fractions: a mask's class fractions.
+        classes: the requested classes (the smallest share counts); none for a
+            change-fraction request, whose share is that of class 1 (changed).
 
     Returns:
         the share.
     """
-    if plan.change_fraction is not None:
+    if not classes:
         return fractions[1]
-    return min(fractions[k] for k in plan.classes)
+    return min(fractions[k] for k in classes)
 
 
 def score(
@@ -134,7 +136,9 @@ def score(
     """
     dataset = SyntheticDataset(out)
     hits = [plan.meets(dataset[i]['mask'], i) for i in range(len(dataset))]
-    shares = [measured_share(plan, s['class_fractions']) for s in dataset.samples]
+    shares = [
+        measured_share(s['class_fractions'], plan.classes) for s in dataset.samples
+    ]
     record: dict[str, Any] = {
         'guidance_scale': guidance_scale,
         'num_samples': len(hits),
@@ -161,7 +165,7 @@ def real_rates(plan: SamplePlan) -> dict[str, Any]:
         the real-data record.
     """
     fractions = plan.training_fractions
-    shares = [measured_share(plan, row.tolist()) for row in fractions]
+    shares = [measured_share(row.tolist(), plan.classes) for row in fractions]
     if plan.change_fraction is not None:
         lo, hi = plan.change_fraction
         hits = [lo <= s <= hi for s in shares]
@@ -316,12 +320,7 @@ def plot(result: dict[str, Any], folders: dict[str, Path], path: Path) -> None:
     colours = class_colormap(len(names))
     for row, (label, dataset) in enumerate(datasets.items()):
         shares = np.array(
-            [
-                sample['class_fractions'][1]
-                if change
-                else min(sample['class_fractions'][k] for k in classes)
-                for sample in dataset.samples
-            ]
+            [measured_share(s['class_fractions'], classes) for s in dataset.samples]
         )
         curve.plot(thresholds, [(shares >= t).mean() for t in thresholds], label=label)
         for column in range(min(shown, len(dataset))):

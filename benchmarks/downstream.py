@@ -96,6 +96,10 @@ SYNTHETIC_NEEDED = {
     'pretrain-finetune': 'specdm',
     'synthetic-only': 'specdm',
 }
+#: Regimes that train on real plus every pair (or a ratio) of one generated folder.
+MIXED_REGIMES = tuple(
+    regime for regime in SYNTHETIC_NEEDED if regime.startswith('real+')
+)
 
 
 class LimitedDataModule(NonGeoDataModule):
@@ -204,13 +208,7 @@ def run(
     epochs = options.epochs
     if regime == 'real':
         fit(task, LimitedDataModule(real, real_share, seed), epochs, work)
-    elif regime in (
-        'real+specdm',
-        'real+baseline',
-        'real+specdm-filt',
-        'real+rebalanced',
-        'real+targeted',
-    ):
+    elif regime in MIXED_REGIMES:
         root = roots[SYNTHETIC_NEEDED[regime]]
         threshold = (
             options.alignment_threshold if regime == 'real+specdm-filt' else None
@@ -449,10 +447,8 @@ def main() -> None:
         'targeted': f'outputs/targeted_{options.dataset}/generated',
     }
     roots = {
-        'specdm': options.specdm_synthetic or defaults['specdm'],
-        'baseline': options.baseline_synthetic or defaults['baseline'],
-        'rebalanced': options.rebalanced_synthetic or defaults['rebalanced'],
-        'targeted': options.targeted_synthetic or defaults['targeted'],
+        key: getattr(options, f'{key}_synthetic') or default
+        for key, default in defaults.items()
     }
     available = {
         key: (Path(root) / 'manifest.json').is_file() for key, root in roots.items()

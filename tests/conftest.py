@@ -1,5 +1,8 @@
+import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import matplotlib
 import pytest
@@ -19,6 +22,24 @@ TEST_GENERATOR = {
     'seed': 0,
     'package_version': '0.1.0',
 }
+
+
+@pytest.fixture
+def load_benchmark(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
+    """Load a script of benchmarks/ as a module, its own imports (common) included."""
+    monkeypatch.syspath_prepend(str(ROOT / 'benchmarks'))
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(
+            f'{name}_benchmark', ROOT / 'benchmarks' / f'{name}.py'
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope='session')

@@ -1,9 +1,10 @@
 """Conditional diffusion: conditions from masks, guidance, requests and their manifests."""
 
-import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ from torchgeo_specdm.request import (
 from torchgeo_specdm.sample import generate
 from torchgeo_specdm.tasks import LatentDiffusion
 
-from .conftest import ROOT, TEST_GENERATOR, fit_tiny_diffusion
+from .conftest import TEST_GENERATOR, fit_tiny_diffusion
 
 SIM_CLASSES = (
     'Arable land',
@@ -647,20 +648,16 @@ def test_resumed_request_run_is_byte_identical(
 
 
 def test_conditional_benchmark_report_and_figure(
-    conditional: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    conditional: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    load_benchmark: Callable[[str], ModuleType],
 ) -> None:
-    monkeypatch.syspath_prepend(str(ROOT / 'benchmarks'))
-    spec = importlib.util.spec_from_file_location(
-        'conditional_benchmark', ROOT / 'benchmarks' / 'conditional.py'
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_benchmark('conditional')
 
     checkpoint = conditional['simulated_segmentation']
     work = tmp_path / 'work' / 'simulated-segmentation'
-    request = {'classes': 'wetlands', 'min_fraction': 0.01}
+    request: dict[str, Any] = {'classes': 'wetlands', 'min_fraction': 0.01}
     model = LatentDiffusion.from_checkpoint(checkpoint)
     plan = make_plan(
         'class_fraction', SIM_CLASSES, model.training_fractions, 3, 3.0, **request
@@ -669,7 +666,9 @@ def test_conditional_benchmark_report_and_figure(
     regimes = []
     for scale in (None, 3.0):
         name = 'unconditional' if scale is None else 'guided_3'
-        extra = {} if scale is None else {'guidance_scale': scale, **request}
+        extra: dict[str, Any] = (
+            {} if scale is None else {'guidance_scale': scale, **request}
+        )
         generate(checkpoint, work / f'{name}_0', 3, steps=2, **extra)
         regimes.append(benchmark.score(work / f'{name}_0', plan, 1.0, scale))
     result = {

@@ -1,10 +1,10 @@
 """Scoring downstream models on purely real held-out data."""
 
-import importlib.util
 import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -122,19 +122,10 @@ def test_per_class_keys_use_class_names_when_they_match() -> None:
     assert {k for k in indexed if k.startswith('iou/')} == {'iou/0', 'iou/1'}
 
 
-def _benchmark(name: str = 'downstream') -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f'{name}_benchmark', ROOT / 'benchmarks' / f'{name}.py'
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_summary_takes_the_union_of_per_class_keys() -> None:
-    benchmark = _benchmark()
+def test_benchmark_summary_takes_the_union_of_per_class_keys(
+    load_benchmark: Callable[[str], ModuleType],
+) -> None:
+    benchmark = load_benchmark('downstream')
     runs = [
         {
             'regime': 'real',
@@ -169,8 +160,10 @@ def test_benchmark_summary_takes_the_union_of_per_class_keys() -> None:
     assert benchmark.SYNTHETIC_NEEDED['real+targeted'] == 'targeted'
 
 
-def test_baseline_comparison_tabulates_per_class_angles(tmp_path: Path) -> None:
-    comparison = _benchmark('baseline_comparison')
+def test_baseline_comparison_tabulates_per_class_angles(
+    tmp_path: Path, load_benchmark: Callable[[str], ModuleType]
+) -> None:
+    comparison = load_benchmark('baseline_comparison')
     angles = {}
     for label, corn in (('two', 4.5), ('one', None)):
         folder = tmp_path / label

@@ -161,12 +161,13 @@ def evaluate_synthetic(
         }
         # Pairs whose mask disagrees with their image blend other classes' spectra
         # into a class mean; the lower quartile of alignment is where they sit.
-        keep = scores >= scores.quantile(FILTERED_QUANTILE)
+        min_alignment = float(scores.quantile(FILTERED_QUANTILE))
+        keep = scores >= min_alignment
         kept_spectra = metrics.class_mean_spectra(
             fake_image[keep], fake_mask[keep], classes
         )
         result['filtered'] = {
-            'min_alignment': float(scores.quantile(FILTERED_QUANTILE)),
+            'min_alignment': min_alignment,
             'num_synthetic': int(keep.sum()),
             'class_spectrum_sam_degrees': _by_class(
                 names, metrics.spectral_angle_degrees(kept_spectra, real_spectra)
