@@ -127,8 +127,8 @@ def rows(summary: dict[str, Any]) -> dict[str, str]:
         'diffusion steps': str(summary['diffusion_steps']),
         'class-spectrum SAM (deg)': f'{fidelity["class_spectrum_sam_degrees"]:.2f}',
         'class-histogram TV': f'{fidelity["class_histogram_tv"]:.3f}',
-        'Fréchet distance (real-trained encoder)': f'{fidelity["frechet_distance"]:.0f}'
-        if fidelity.get('frechet_distance') is not None
+        'KID (real-trained encoder)': f'{fidelity["kid"]["mean"]:.4f}'
+        if fidelity.get('kid')
         else '-',
     }
     if alignment:

@@ -201,3 +201,14 @@ def test_change_detection_config_runs_on_real_oscd(
     args += [f'--data.dict_kwargs.root={oscd_root}', '--data.init_args.batch_size=2']
     args += ['--trainer.fast_dev_run=true', f'--trainer.default_root_dir={tmp_path}']
     main(args)
+
+
+def test_miou_averages_the_classes_present_in_the_ground_truth() -> None:
+    # Class 2 is only predicted (a false positive): its IoU of 0 is reported but
+    # stays out of the mean, which covers the target's classes 0 and 1.
+    prediction = torch.tensor([0, 0, 1, 2])
+    target = torch.tensor([0, 0, 1, 1])
+    scores = segmentation_scores(prediction, target, 3)
+    assert scores['iou/2'] == 0.0
+    assert scores['iou/1'] == pytest.approx(1 / 2)
+    assert scores['miou'] == pytest.approx((1.0 + 1 / 2) / 2)

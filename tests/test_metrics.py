@@ -84,9 +84,9 @@ def test_alignment_scores() -> None:
     torch.testing.assert_close(scores, torch.tensor([0.5, 0.0]))
     change = torch.tensor([[[[1, 1], [0, 0]]], [[[0, 0], [0, 0]]]])
     predicted = torch.tensor([[[[1, 0], [0, 0]]], [[[0, 0], [0, 0]]]])
-    # F1 = 2 * 1 / (2 + 1); both empty -> 1.
+    # F1 = 2 * 1 / (2 + 1); both empty -> 0: no change to agree on.
     torch.testing.assert_close(
-        alignment_scores(change, predicted, 2), torch.tensor([2 / 3, 1.0])
+        alignment_scores(change, predicted, 2), torch.tensor([2 / 3, 0.0])
     )
 
 

@@ -312,7 +312,8 @@ def run_demo(
             'class_spectrum_sam_degrees': fidelity['mean_class_spectrum_sam_degrees'],
             'class_histogram_tv': fidelity['class_histogram_tv'],
             'alignment': fidelity.get('alignment'),
-            'frechet_distance': fidelity.get('frechet_distance'),
+            'kid': fidelity.get('kid'),
+            'prdc': fidelity.get('prdc'),
         },
         downstream_split=split,
         downstream=scores,
@@ -417,8 +418,14 @@ def headline(summary: dict[str, Any]) -> list[str]:
     ]
     if fidelity['alignment'] is not None:
         alignment = fidelity['alignment']
+        relative = alignment.get('relative')
         lines.append(
             f'  alignment ({alignment["metric"]}): median {alignment["median"]:.3f}'
+            + (
+                ''
+                if relative is None
+                else f', {relative:.2f} of the same model on real pairs'
+            )
         )
     for regime, values in summary['downstream'].items():
         scores = ', '.join(f'{k} {v:.3f}' for k, v in values.items())

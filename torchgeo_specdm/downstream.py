@@ -27,18 +27,66 @@ from .tasks.utils import infer_data_spec, timed_trainer
 from .types import Path
 
 
+class _StepSchedule:
+    """AdamW with a cosine decay over the trainer's ``max_steps``.
+
+    The stock torchgeo tasks step a ``ReduceLROnPlateau`` scheduler on the
+    validation loss once per epoch, so two runs with the same optimizer steps but
+    different training-set sizes (real only, real + synthetic) would follow
+    different learning-rate schedules. This schedule depends on the step count
+    alone, so it is the same for every data mix, and it needs no validation pass.
+    """
+
+    def configure_optimizers(self) -> Any:
+        """Initialize AdamW and a per-step cosine decay to zero.
+
+        Returns:
+            the optimizer and its per-step scheduler.
+        """
+        optimizer = torch.optim.AdamW(
+            self.parameters(),  # type: ignore[attr-defined]
+            lr=self.hparams['lr'],  # type: ignore[attr-defined]
+        )
+        total = max(1, int(self.trainer.max_steps))  # type: ignore[attr-defined]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)),
+        )
+        return {
+            'optimizer': optimizer,
+            'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
+        }
+
+
+class StepScheduledSegmentation(_StepSchedule, SemanticSegmentation):
+    """TorchGeo's SemanticSegmentation with a learning rate set by the step alone.
+
+    .. versionadded:: 0.2
+    """
+
+
+class StepScheduledChangeDetection(_StepSchedule, ChangeDetection):
+    """TorchGeo's ChangeDetection with a learning rate set by the step alone.
+
+    .. versionadded:: 0.2
+    """
+
+
 def make_downstream_task(
     in_channels: int,
     num_classes: int,
     change: bool,
     lr: float = 1e-3,
     ignore_index: int | None = None,
+    schedule: Literal['plateau', 'steps'] = 'plateau',
+    change_loss: Literal['dice', 'bce', 'focal', 'jaccard'] = 'dice',
+    pos_weight: float | None = None,
 ) -> SemanticSegmentation | ChangeDetection:
     """TorchGeo's stock smp U-Net (ResNet-18 encoder, trained from scratch).
 
-    Change detection trains with the Dice loss of the change class: that is its F1,
-    the reported metric, and a plain BCE on OSCD, where a few percent of the pixels
-    change, collapses to "no change" (F1 0) in a short run.
+    Change detection trains with the Dice loss of the change class by default:
+    that is its F1, the reported metric, and a plain BCE on OSCD, where a few
+    percent of the pixels change, collapses to "no change" (F1 0) in a short run.
 
     Args:
         in_channels: bands per image.
@@ -46,22 +94,33 @@ def make_downstream_task(
         change: build a change-detection task on image pairs.
         lr: learning rate.
         ignore_index: label left out of the segmentation loss (e.g. unlabelled).
+        schedule: 'plateau' is torchgeo's (ReduceLROnPlateau on the validation
+            loss, per epoch); 'steps' a cosine decay over ``max_steps``, the same
+            for every training set (see :class:`StepScheduledSegmentation`).
+        change_loss: loss of the change task.
+        pos_weight: weight of the change class in the 'bce' loss.
 
     Returns:
         the task.
     """
+    segmentation_class, change_class = (
+        (StepScheduledSegmentation, StepScheduledChangeDetection)
+        if schedule == 'steps'
+        else (SemanticSegmentation, ChangeDetection)
+    )
     with own_hyperparameters():
         if change:
-            return ChangeDetection(
+            return change_class(
                 model='unet',
                 backbone='resnet18',
                 weights=None,
                 in_channels=in_channels,
                 task='binary',
-                loss='dice',
+                loss=change_loss,
+                pos_weight=None if pos_weight is None else torch.tensor([pos_weight]),
                 lr=lr,
             )
-        return SemanticSegmentation(
+        return segmentation_class(
             model='unet',
             backbone='resnet18',
             weights=None,
@@ -248,9 +307,11 @@ def segmentation_scores(
     Pixels whose target is ``ignore_index`` are left out, and so is that class:
     it gets no ``iou/`` key and does not enter ``miou``. Every other class gets a
     key, so the keys depend only on the classes; one that occurs in neither the
-    prediction nor the target (of the pixels kept) has no defined IoU: NaN, left
-    out of ``miou``. ``miou`` is the mean of the defined ``iou/`` values, which is
-    torchmetrics' macro average (that too drops the ignored and absent classes).
+    prediction nor the target (of the pixels kept) has no defined IoU: NaN. A
+    class that is only predicted (no pixel of it in the target) keeps its IoU of 0
+    under ``iou/`` but is left out of ``miou``: ``miou`` averages the classes
+    present in the ground truth, so a test split that lacks a class does not
+    turn its false positives into a zero in the mean.
 
     Args:
         prediction: predicted labels, any shape.
@@ -271,19 +332,24 @@ def segmentation_scores(
         prediction, target, num_classes, ignore_index=ignore_index
     )
     present = (confusion.sum(0) + confusion.sum(1)) > 0
+    in_target = confusion.sum(1) > 0
     names = (
         [str(name) for name in class_names]
         if class_names is not None and len(class_names) == num_classes
         else [str(index) for index in range(num_classes)]
     )
+    kept = [index for index in range(num_classes) if index != ignore_index]
     ious = {
         f'iou/{names[index]}': float(per_class[index])
         if bool(present[index])
         else math.nan
-        for index in range(num_classes)
-        if index != ignore_index
+        for index in kept
     }
-    values = [value for value in ious.values() if not math.isnan(value)]
+    values = [
+        value
+        for index, value in enumerate(ious.values())
+        if not math.isnan(value) and bool(in_target[kept[index]])
+    ]
     return {
         'miou': sum(values) / len(values) if values else 0.0,
         'oa': float(

@@ -1,7 +1,14 @@
 """Fidelity metrics: how close generated image-mask pairs are to real ones."""
 
+import contextlib
+import io
+import warnings
+from typing import Any
+
 import torch
+from prdc import compute_prdc
 from torch import Tensor
+from torchmetrics.image.kid import KernelInceptionDistance
 
 
 def _pixels(image: Tensor) -> Tensor:
@@ -152,9 +159,11 @@ def alignment_scores(
 ) -> Tensor:
     """Agreement between each generated mask and a real-trained model's prediction.
 
-    Segmentation uses the mean IoU over the classes present in either mask;
-    change detection (``num_classes == 2``) uses the F1 score of the change
-    class, 1 when both masks hold no change.
+    Segmentation uses the mean IoU over the classes present in either mask.
+    Change detection (``num_classes == 2``) uses the F1 score of the change
+    class; a pair where neither mask holds change scores 0, because it carries
+    no evidence that the image shows the mask's change, so a judge that
+    predicts nothing cannot score well.
 
     Args:
         generated_mask: [N, H, W] or [N, 1, H, W] generated labels.
@@ -169,8 +178,7 @@ def alignment_scores(
     if num_classes == 2:
         true_positive = ((generated == 1) & (predicted == 1)).sum(1).double()
         total = (generated == 1).sum(1) + (predicted == 1).sum(1)
-        f1 = 2 * true_positive / total.clamp_min(1)
-        return torch.where(total == 0, torch.ones_like(f1), f1).float()
+        return (2 * true_positive / total.clamp_min(1)).float()
     scores = []
     for fake, pred in zip(generated, predicted):
         ious = []
@@ -181,6 +189,21 @@ def alignment_scores(
                 ious.append((a & b).sum() / union)
         scores.append(torch.stack(ious).double().mean())
     return torch.stack(scores).float()
+
+
+def pooled_change_f1(generated_mask: Tensor, predicted_mask: Tensor) -> float:
+    """F1 of the change class over every pixel of every pair at once.
+
+    Args:
+        generated_mask: generated 0/1 change masks, any shape.
+        predicted_mask: the judge's 0/1 labels for the generated images.
+
+    Returns:
+        the F1 score; 0 when neither holds change.
+    """
+    generated, predicted = generated_mask.flatten() == 1, predicted_mask.flatten() == 1
+    total = int(generated.sum() + predicted.sum())
+    return 2 * int((generated & predicted).sum()) / total if total else 0.0
 
 
 def frechet_distance(features_a: Tensor, features_b: Tensor) -> Tensor:
@@ -206,6 +229,114 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> Tensor:
     cross = _sqrtm_psd(root_a @ cov_b @ root_a)
     distance = (mean_a - mean_b).square().sum() + torch.trace(cov_a + cov_b - 2 * cross)
     return distance.clamp_min(0).float()
+
+
+def projected_frechet_distance(
+    real: Tensor, fake: Tensor, samples_per_dimension: int = 10
+) -> dict[str, Any]:
+    """Fréchet distance on the leading principal components of the real features.
+
+    A covariance of D features needs well over D samples: with 512 encoder
+    features and a few dozen samples it is rank-deficient and the distance is
+    mostly bias. Projecting both sets onto the first ``d`` principal axes of the
+    real features, with ``d = min(N) // samples_per_dimension``, keeps the
+    estimate well posed.
+
+    Args:
+        real: [N, D] real features.
+        fake: [M, D] generated features.
+        samples_per_dimension: samples required per projected dimension.
+
+    Returns:
+        ``value`` (``None`` when fewer than ``2 * samples_per_dimension``
+        samples), ``dimensions``, ``n_real`` and ``n_fake``.
+    """
+    count = min(len(real), len(fake))
+    dimensions = min(real.shape[1], count // samples_per_dimension)
+    result: dict[str, Any] = {
+        'value': None,
+        'dimensions': dimensions,
+        'n_real': len(real),
+        'n_fake': len(fake),
+    }
+    if dimensions < 2:
+        return result
+    centre = real.double().mean(0)
+    _, _, axes = torch.linalg.svd(real.double() - centre, full_matrices=False)
+    basis = axes[:dimensions].T
+    result['value'] = float(
+        frechet_distance(
+            (real.double() - centre) @ basis, (fake.double() - centre) @ basis
+        )
+    )
+    return result
+
+
+def kernel_inception_distance(
+    real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int | None = None
+) -> dict[str, Any]:
+    """Unbiased KID (Bińkowski et al. 2018) of two feature sets, with torchmetrics.
+
+    The cubic polynomial kernel MMD is unbiased at any sample size, so unlike the
+    Fréchet distance it can be compared across generators at small N.
+
+    Args:
+        real: [N, D] real features.
+        fake: [M, D] generated features.
+        subsets: random subsets the mean and std are taken over.
+        subset_size: samples per subset (default: the smaller set's size).
+
+    Returns:
+        ``mean``, ``std`` (over subsets), ``subset_size``, ``n_real`` and ``n_fake``.
+    """
+    size = subset_size or min(len(real), len(fake))
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*will save all extracted features')
+        metric = KernelInceptionDistance(
+            feature=torch.nn.Identity(), subsets=subsets, subset_size=size
+        )
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        mean, std = metric.compute()
+    return {
+        'mean': float(mean),
+        'std': float(std),
+        'subset_size': size,
+        'n_real': len(real),
+        'n_fake': len(fake),
+    }
+
+
+def precision_recall_density_coverage(
+    real: Tensor, fake: Tensor, nearest_k: int = 5
+) -> dict[str, Any]:
+    """Precision and recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020).
+
+    Computed by the ``prdc`` package on k-nearest-neighbour balls around the real
+    features.
+
+    Args:
+        real: [N, D] real features.
+        fake: [M, D] generated features.
+        nearest_k: the k of the neighbour balls.
+
+    Returns:
+        ``precision``, ``recall``, ``density``, ``coverage`` (``None`` when a set
+        has no more than ``nearest_k + 1`` samples) and ``nearest_k``.
+    """
+    if min(len(real), len(fake)) <= nearest_k + 1:
+        return dict.fromkeys(('precision', 'recall', 'density', 'coverage')) | {
+            'nearest_k': nearest_k
+        }
+    with contextlib.redirect_stdout(io.StringIO()):
+        scores = compute_prdc(
+            real.double().numpy(), fake.double().numpy(), nearest_k=nearest_k
+        )
+    return {key: float(value) for key, value in scores.items()} | {
+        'nearest_k': nearest_k
+    }
 
 
 def _sqrtm_psd(matrix: Tensor) -> Tensor:

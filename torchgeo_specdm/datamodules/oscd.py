@@ -10,6 +10,7 @@ from torchgeo.datamodules.oscd import MEAN, STD
 from torchgeo.datasets import OSCD
 
 from ..datasets.patches import ScenePatches
+from ..datasets.validation import InvalidInputError
 from ..transforms import BitemporalAugmentation
 
 
@@ -38,6 +39,8 @@ class OSCDPatchDataModule(NonGeoDataModule):
         val_split_pct: float = 0.2,
         num_workers: int = 0,
         bands: Sequence[str] = OSCD.all_bands,
+        exclude_cities: Sequence[str] = (),
+        change_patch_share: float = 0.0,
         **kwargs: Any,
     ) -> None:
         """Initialize a new OSCDPatchDataModule instance.
@@ -49,6 +52,11 @@ class OSCDPatchDataModule(NonGeoDataModule):
             val_split_pct: share of the training cities held out for validation.
             num_workers: number of workers for parallel data loading.
             bands: bands to load.
+            exclude_cities: cities of the root's training split left out of
+                training and validation, e.g. the cities of a held-out test root
+                (they must never select a model or drive a scheduler).
+            change_patch_share: share of the training patches placed around a
+                changed pixel (see :class:`ScenePatches` ``positive_share``).
             **kwargs: additional keyword arguments passed to
                 :class:`~torchgeo.datasets.OSCD` (``root`` among them).
         """
@@ -57,6 +65,8 @@ class OSCDPatchDataModule(NonGeoDataModule):
         self.patches_per_epoch = patches_per_epoch
         self.val_split_pct = val_split_pct
         self.bands = tuple(bands)
+        self.exclude_cities = tuple(exclude_cities)
+        self.change_patch_share = change_patch_share
         self.mean = torch.tensor([MEAN[band] for band in self.bands])
         self.std = torch.tensor([STD[band] for band in self.bands])
         self.train_aug = BitemporalAugmentation(self.mean, self.std, train=True)
@@ -70,19 +80,34 @@ class OSCDPatchDataModule(NonGeoDataModule):
         """
         if stage in ['fit', 'validate']:
             dataset = OSCD(split='train', **self.kwargs)
+            regions = [file['region'] for file in dataset.files]
+            unknown = sorted(set(self.exclude_cities) - set(regions))
+            if unknown:
+                raise InvalidInputError(
+                    f'exclude_cities: {", ".join(unknown)} not among the training '
+                    f'cities of {self.kwargs.get("root")} ({", ".join(regions)}).'
+                )
+            kept = [
+                i
+                for i, region in enumerate(regions)
+                if region not in self.exclude_cities
+            ]
             generator = torch.Generator().manual_seed(0)
             train, val = random_split(
-                dataset, [1 - self.val_split_pct, self.val_split_pct], generator
+                kept, [1 - self.val_split_pct, self.val_split_pct], generator
             )
-            self.train_cities = [dataset.files[i]['region'] for i in train.indices]
-            self.val_cities = [dataset.files[i]['region'] for i in val.indices]
+            train_indices = [kept[i] for i in train.indices]
+            val_indices = [kept[i] for i in val.indices]
+            self.train_cities = [regions[i] for i in train_indices]
+            self.val_cities = [regions[i] for i in val_indices]
             self.train_dataset = ScenePatches(
-                [dataset[i] for i in train.indices],
+                [dataset[i] for i in train_indices],
                 self.patch_size,
                 num_patches=self.patches_per_epoch,
+                positive_share=self.change_patch_share,
             )
             self.val_dataset = ScenePatches(
-                [dataset[i] for i in val.indices], self.patch_size
+                [dataset[i] for i in val_indices], self.patch_size
             )
         if stage in ['test']:
             dataset = OSCD(split='test', **self.kwargs)

@@ -27,6 +27,7 @@ class ScenePatches(Dataset[Sample]):
         transforms: Callable[[Sample], Sample] | None = None,
         stride: int | None = None,
         seed: int | None = None,
+        positive_share: float = 0.0,
     ) -> None:
         """Initialize a new ScenePatches instance.
 
@@ -44,11 +45,20 @@ class ScenePatches(Dataset[Sample]):
             seed: fixes the random crops: they are drawn once from this seed, so
                 index ``i`` is always the same crop. ``None`` draws a new crop on
                 every access from torch's global generator.
+            positive_share: share of the random crops placed around a random
+                pixel whose mask is above 0 (a changed pixel in OSCD), so rare
+                positives are drawn more often than their share of the scene.
+                Scenes without such pixels get uniform crops.
 
         Raises:
-            InvalidInputError: if a scene is smaller than one patch, or ``stride``
-                or ``num_patches`` is below 1.
+            InvalidInputError: if a scene is smaller than one patch, ``stride``
+                or ``num_patches`` is below 1, or ``positive_share`` is outside
+                [0, 1].
         """
+        if not 0 <= positive_share <= 1:
+            raise InvalidInputError(
+                f'positive_share={positive_share}: must lie in [0, 1].'
+            )
         if stride is not None and stride < 1:
             raise InvalidInputError(f'stride={stride}: must be at least 1 pixel.')
         if num_patches is not None and num_patches < 1:
@@ -68,6 +78,11 @@ class ScenePatches(Dataset[Sample]):
         self.transforms = transforms
         self.stride = patch_size if stride is None else stride
         self.seed = seed
+        self.positive_share = positive_share
+        self.positives = [
+            (scene['mask'].reshape(-1, *scene['mask'].shape[-2:]) > 0).any(0).nonzero()
+            for scene in self.scenes
+        ]
         self.grid = [
             (index, top, left)
             for index, scene in enumerate(self.scenes)
@@ -141,10 +156,19 @@ class ScenePatches(Dataset[Sample]):
         """
         scene_index = index % len(self.scenes)
         height, width = self.scenes[scene_index]['image'].shape[-2:]
-        top = int(
-            torch.randint(0, height - self.patch_size + 1, (), generator=generator)
-        )
-        left = int(
-            torch.randint(0, width - self.patch_size + 1, (), generator=generator)
-        )
+        size = self.patch_size
+        positives = self.positives[scene_index]
+        if (
+            len(positives)
+            and self.positive_share > 0
+            and float(torch.rand((), generator=generator)) < self.positive_share
+        ):
+            pick = int(torch.randint(0, len(positives), (), generator=generator))
+            row, column = (int(v) for v in positives[pick])
+            offset = torch.randint(0, size, (2,), generator=generator)
+            top = min(max(row - int(offset[0]), 0), height - size)
+            left = min(max(column - int(offset[1]), 0), width - size)
+            return scene_index, top, left
+        top = int(torch.randint(0, height - size + 1, (), generator=generator))
+        left = int(torch.randint(0, width - size + 1, (), generator=generator))
         return scene_index, top, left
