@@ -1,48 +1,52 @@
-"""Does generated data help? Train TorchGeo's stock smp baselines under several regimes.
+"""Does generated data help? Stock TorchGeo baselines under an equal-steps protocol.
 
-Regimes (each trained with torchgeo.tasks.SemanticSegmentation or ChangeDetection, smp U-Net
-with a ResNet-18 encoder, weights=None, and evaluated on purely real test data):
+Every regime of one comparison trains TorchGeo's stock smp U-Net (ResNet-18 encoder,
+weights=None; ``SemanticSegmentation`` or ``ChangeDetection``) for the same number of
+optimizer steps (``--steps``), with the same batch size and the same learning-rate
+schedule (AdamW, cosine decay over the steps: it depends on the step alone, not on the
+size of the training set). Only the data differs. No checkpoint is selected and no
+validation pass runs: the model after the last step is scored, once, on a real test
+split that no generator, judge or downstream model saw. Regimes:
 
   real              real training data only
-  real+specdm       real + every SpecDM pair (--specdm-synthetic)
+  real+specdm       real + every SpecDM pair (--specdm-synthetic) in the data mix
   real+baseline     real + every single-stream LDM pair (--baseline-synthetic)
-  real+specdm-filt  real + SpecDM pairs whose alignment >= the median score, or above the
-                    lowest score when the median is the lowest (run
-                    `specdm evaluate` first; it stores the scores in the manifest)
-  real+rebalanced   real + every pair of a class-rebalanced SpecDM folder, made by
-                    `specdm sample --rebalance` (--rebalanced-synthetic, default
-                    outputs/rebalanced_D/generated)
-  real+targeted     real + every pair of a SpecDM folder sampled for a request
-                    (`specdm sample --classes C --min-fraction F` or --change-fraction
-                    LO:HI; --targeted-synthetic, default outputs/targeted_D/generated)
-  pretrain-finetune pre-train on SpecDM pairs, then fine-tune on real (FreeMask's 2nd mode)
-  synthetic-only    train on SpecDM pairs only, test on real
+  real+specdm-filt  real + the SpecDM pairs whose alignment, scored by the fixed
+                    judge, is at least its median (or above the lowest score when
+                    the median is the lowest)
+  real+rebalanced   real + a `specdm sample --rebalance` folder (--rebalanced-synthetic)
+  real+targeted     real + a folder sampled for a request (--targeted-synthetic)
+  pretrain-finetune half the steps on SpecDM pairs, then half on real data
+  synthetic-only    SpecDM pairs only, scored on real test data
 
-`--ratios` adds real+specdm runs whose epochs hold a synthetic:real ratio (0.5 = half as many
-synthetic as real samples), at the largest real-data fraction. Each configuration runs for
-every real-data fraction and seed; the table gives mean +- std over seeds. Segmentation
-reports mIoU and OA, plus a second table of the per-class IoU (one column per class; '-'
-where no run of that row scored the class: the class is ignored, or it occurs in neither
-the predictions nor the test masks); change detection reports F1, precision, recall and
-IoU of the change class. The JSON keeps every run's metrics, per-class IoU included.
+`--ratios` adds real+specdm runs whose epochs hold a synthetic:real ratio, at the
+largest fraction; a ratio changes the mix, never the step count.
 
-The real data uses the demo's settings (torchgeo_specdm.demo.DEMO_DATA: 32 px simulator
-scenes and OSCD patches, 16 px Salinas-A patches; --size and --patch-size override them), so
-the synthetic folders default to the ones `specdm demo` writes:
-  specdm demo --dataset D --out outputs/demo_D                                  (SpecDM)
-  specdm demo --dataset D --architecture single_stream --out outputs/demo_D_single_stream
-Regimes whose data is missing are skipped with a message.
+The fixed judge (benchmarks/judge.py; trained here first if --judge has none) is one
+real-trained model per dataset. It scores every generated folder with the same
+yardstick: alignment, relative to the judge's alignment on real pairs, KID and
+precision / recall / density / coverage in its encoder features. Its path, sha256
+and test score are in the results.
+
+Splits: the simulator's test scenes are drawn from their own seeds; OSCD tests on
+the cities of --test-root (a root with a "Test Labels" folder, made by
+benchmarks/heldout_oscd.py), which are removed from --root's training and
+validation cities; the generators must be trained without them too.
+
+For each regime against real only, at each fraction, the comparisons give the mean
+paired difference over seeds with a 95 % t interval (scipy.stats); "helps" or
+"hurts" is written only where the interval excludes 0.
 
 Examples:
-  python benchmarks/downstream.py --dataset oscd --root ../shared/data/oscd --test-root HELD_OUT --quick
-  python benchmarks/downstream.py --dataset simulated-segmentation --fractions 0.1 0.25 1 --seeds 0 1 2
+  python benchmarks/downstream.py --dataset oscd --root ../shared/data/oscd_full \
+      --test-root outputs/oscd_full_test --quick
+  python benchmarks/downstream.py --dataset simulated-segmentation --fractions 0.1 0.25 1 \
+      --seeds 0 1 2 3 4
 """
 
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -53,7 +57,17 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from common import machine
+from judge import (
+    JUDGE_STEPS,
+    fit_steps,
+    heldout_datamodule,
+    load_judge,
+    real_datamodule,
+    train_judge,
+)
+from lightning.pytorch import seed_everything
+from scipy import stats
 from torch.utils.data import Subset
 from torchgeo.datamodules import NonGeoDataModule
 
@@ -61,12 +75,8 @@ from torchgeo_specdm.datamodules import SyntheticMixDataModule
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.patches import ScenePatches
-from torchgeo_specdm.demo import demo_datamodule
-from torchgeo_specdm.downstream import (
-    held_out_split,
-    make_downstream_task,
-    score_downstream,
-)
+from torchgeo_specdm.downstream import make_downstream_task, score_downstream
+from torchgeo_specdm.evaluate import evaluate_synthetic
 from torchgeo_specdm.tasks.utils import infer_data_spec
 
 RESULTS = Path(__file__).parent / 'results'
@@ -75,6 +85,7 @@ PER_CLASS = 'iou/'
 #: Single-scene datasets, where a real-data fraction keeps that share of the labelled
 #: pixels of the train block (the classic small-label setting).
 LABEL_FRACTION_DATASETS = ('salinas-a',)
+CHANGE_DATASETS = ('oscd', 'simulated-change')
 REGIMES = (
     'real',
     'real+specdm',
@@ -100,6 +111,12 @@ SYNTHETIC_NEEDED = {
 MIXED_REGIMES = tuple(
     regime for regime in SYNTHETIC_NEEDED if regime.startswith('real+')
 )
+#: Optimizer steps of every regime per dataset family (--steps overrides).
+STEPS = {'oscd': 600, 'simulated-segmentation': 400, 'salinas-a': 400}
+QUICK_STEPS = 150
+#: Held-out simulator scenes the judge-space metrics compare generated pairs with.
+REFERENCE_SCENES = 256
+PROTOCOL = 'equal-steps'
 
 
 class LimitedDataModule(NonGeoDataModule):
@@ -142,9 +159,14 @@ def limit(dataset: Any, fraction: float, seed: int) -> Any:
     if isinstance(dataset, ScenePatches):  # scene datasets: keep whole scenes
         keep = max(1, round(fraction * len(dataset.scenes)))
         order = torch.randperm(len(dataset.scenes), generator=generator)[:keep]
-        return ScenePatches(
-            [dataset.scenes[i] for i in order], dataset.patch_size, dataset.num_patches
+        patches = ScenePatches(
+            [dataset.scenes[i] for i in order],
+            dataset.patch_size,
+            dataset.num_patches,
+            positive_share=dataset.positive_share,
         )
+        patches.scene_indices = order.tolist()  # type: ignore[attr-defined]
+        return patches
     keep = max(1, round(fraction * len(dataset)))
     return Subset(
         dataset, torch.randperm(len(dataset), generator=generator)[:keep].tolist()
@@ -164,17 +186,15 @@ class SyntheticOnlyDataModule(LimitedDataModule):
             self.train_dataset = SyntheticDataset(self.synthetic_root)
 
 
-def fit(task: Any, datamodule: NonGeoDataModule, epochs: int, work: Path) -> None:
-    Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=2,  # torchgeo's plateau scheduler needs a val_loss
-        default_root_dir=work,
-    ).fit(task, datamodule=datamodule)
+def real_share_and_overrides(
+    options: argparse.Namespace, fraction: float, seed: int
+) -> tuple[float, dict[str, Any]]:
+    """The share of training samples to keep, and the datamodule overrides."""
+    overrides = data_overrides(options)
+    if options.dataset in LABEL_FRACTION_DATASETS:
+        # One scene: the fraction thins its train block's labelled pixels instead.
+        return 1.0, overrides | {'label_fraction': fraction, 'seed': seed}
+    return fraction, overrides
 
 
 def run(
@@ -184,73 +204,64 @@ def run(
     seed: int,
     ratio: float | None,
     roots: dict[str, str],
-) -> tuple[dict[str, float], str]:
+) -> tuple[dict[str, float], int, dict[str, Any]]:
+    """Train one regime for ``options.steps`` optimizer steps and score it.
+
+    Returns:
+        the test metrics, the optimizer steps taken, and the training data's
+        description (samples, cities).
+    """
     seed_everything(seed)
-    overrides = data_overrides(options)
-    real_share = fraction  # of the training samples
-    if options.dataset in LABEL_FRACTION_DATASETS:
-        # One scene: the fraction thins its train block's labelled pixels instead.
-        overrides |= {'label_fraction': fraction, 'seed': seed}
-        real_share = 1.0
-    real = demo_datamodule(options.dataset, options.root, options.batch_size, overrides)
+    real_share, overrides = real_share_and_overrides(options, fraction, seed)
+    real = real_datamodule(
+        options.dataset, options.root, options.test_root, options.batch_size, overrides
+    )
     limited = LimitedDataModule(real, real_share, seed)
     limited.setup('fit')
     spec = infer_data_spec(limited)
-    change = spec['num_images'] == 2
     task = make_downstream_task(
         spec['in_channels'],
         spec['num_classes'],
-        change,
+        spec['num_images'] == 2,
         lr=options.lr,
         ignore_index=getattr(real, 'ignore_index', None),
+        schedule='steps',
     )
-    work = Path(options.work_dir) / f'{regime}-{fraction}-{seed}'
-    epochs = options.epochs
+    work = Path(options.work_dir) / f'{regime}-{fraction}-{seed}-{ratio}'
+    steps = options.steps
     if regime == 'real':
-        fit(task, LimitedDataModule(real, real_share, seed), epochs, work)
+        taken = fit_steps(task, limited, steps, work)
     elif regime in MIXED_REGIMES:
-        root = roots[SYNTHETIC_NEEDED[regime]]
         threshold = (
             options.alignment_threshold if regime == 'real+specdm-filt' else None
         )
         share: float | Literal['append'] = (
             'append' if ratio is None else ratio / (1 + ratio)
         )
-        fit(
-            task,
-            SyntheticMixDataModule(
-                LimitedDataModule(real, real_share, seed), root, share, threshold
-            ),
-            epochs,
-            work,
+        mixed = SyntheticMixDataModule(
+            limited, roots[SYNTHETIC_NEEDED[regime]], share, threshold
         )
+        taken = fit_steps(task, mixed, steps, work)
     elif regime == 'pretrain-finetune':
-        fit(
-            task,
-            SyntheticOnlyDataModule(real, roots['specdm']),
-            epochs,
-            work / 'pretrain',
+        pretrain = SyntheticOnlyDataModule(real, roots['specdm'])
+        taken = fit_steps(task, pretrain, steps // 2, work / 'pretrain')
+        taken += fit_steps(task, limited, steps - steps // 2, work / 'finetune')
+    else:
+        taken = fit_steps(
+            task, SyntheticOnlyDataModule(real, roots['specdm']), steps, work
         )
-        fit(task, LimitedDataModule(real, real_share, seed), epochs, work / 'finetune')
-    elif regime == 'synthetic-only':
-        fit(task, SyntheticOnlyDataModule(real, roots['specdm']), epochs, work)
-    test_module = demo_datamodule(
-        options.dataset,
-        options.test_root or options.root,
-        options.batch_size,
-        data_overrides(options),
+    cities = getattr(real, 'train_cities', None)
+    if cities is not None and regime != 'synthetic-only':
+        kept = getattr(limited.train_dataset, 'scene_indices', range(len(cities)))
+        cities = [cities[i] for i in kept]
+    data = {
+        'real_samples': 0 if regime == 'synthetic-only' else len(limited.train_dataset),
+        'train_cities': None if regime == 'synthetic-only' else cities,
+    }
+    test_module, split = heldout_datamodule(
+        options.dataset, options.root, options.test_root, options.batch_size, overrides
     )
-    # Without a held-out root, the split of --root that has no test labels falls
-    # back to its validation split.
-    split = 'test' if options.test_root else held_out_split(test_module)
-    return score_downstream(task, test_module, split), split
-
-
-def scored_on(options: argparse.Namespace, runs: list[dict[str, Any]]) -> str:
-    """The real split the runs scored, in words."""
-    splits = ' and '.join(sorted({entry['split'] for entry in runs})) or 'no'
-    source = options.test_root or 'the real data'
-    return f'the {splits} split of {source}'
+    return score_downstream(task, test_module, split), taken, data | {'split': split}
 
 
 def data_overrides(options: argparse.Namespace) -> dict[str, Any]:
@@ -265,7 +276,7 @@ def data_overrides(options: argparse.Namespace) -> dict[str, Any]:
 def alignment_threshold(root: str) -> float | None:
     """The median alignment score, raised when it would keep every pair.
 
-    Change alignment (F1 of the change class) is 0 for most pairs, so the median
+    Change alignment (F1 of the change class) is 0 for many pairs, so the median
     is often the lowest score; the filter then keeps the pairs above that lowest
     score instead.
     """
@@ -278,6 +289,49 @@ def alignment_threshold(root: str) -> float | None:
     if threshold <= float(values.min()) and len(above):
         threshold = float(above.min())
     return threshold
+
+
+def judge_generators(
+    options: argparse.Namespace, judge: Any, roots: dict[str, str], keys: list[str]
+) -> dict[str, Any]:
+    """Score every generated folder with the one fixed judge.
+
+    Stores each pair's alignment in its manifest (the filtered regime reads it)
+    and returns, per folder, the alignment (also relative to the judge on real
+    pairs), KID, precision / recall / density / coverage and the projected
+    Fréchet distance.
+    """
+    scored = {}
+    # The simulator's validation split is small; the reference of the
+    # distribution metrics gets as many held-out scenes as the judge sees pairs.
+    reference = (
+        {'num_val': REFERENCE_SCENES} if options.dataset.startswith('simulated') else {}
+    )
+    for key in keys:
+        real = real_datamodule(
+            options.dataset,
+            options.root,
+            options.test_root,
+            options.batch_size,
+            data_overrides(options) | reference,
+        )
+        result = evaluate_synthetic(
+            roots[key], real, Path(options.work_dir) / f'fidelity_{key}', judge
+        )
+        scored[key] = {
+            'root': roots[key],
+            'num_synthetic': result['num_synthetic'],
+            'num_real_reference': result['num_real'],
+            **{
+                name: result.get(name)
+                for name in ('alignment', 'kid', 'prdc', 'frechet')
+            },
+            'mean_class_spectrum_sam_degrees': result[
+                'mean_class_spectrum_sam_degrees'
+            ],
+            'class_histogram_tv': result['class_histogram_tv'],
+        }
+    return scored
 
 
 def summarise(
@@ -329,6 +383,76 @@ def summarise(
     return rows
 
 
+def paired_difference(differences: list[float]) -> dict[str, Any]:
+    """Mean of paired differences with a 95 % t interval.
+
+    Args:
+        differences: one regime's metric minus real only's, one per seed.
+
+    Returns:
+        ``mean_difference``, ``ci95`` ([low, high], ``None`` for one seed) and
+        ``reading``: 'helps' or 'hurts' only where the interval excludes 0.
+    """
+    values = torch.tensor(differences, dtype=torch.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return {'mean_difference': mean, 'ci95': None, 'reading': 'one seed'}
+    spread = float(values.std())
+    if spread == 0:
+        low = high = mean
+    else:
+        low, high = stats.t.interval(
+            0.95, len(values) - 1, loc=mean, scale=spread / math.sqrt(len(values))
+        )
+    reading = (
+        'helps' if low > 0 else 'hurts' if high < 0 else 'no measurable difference'
+    )
+    return {
+        'mean_difference': mean,
+        'ci95': [float(low), float(high)],
+        'reading': reading,
+    }
+
+
+def comparisons(runs: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, Any]]:
+    """Each regime against real only, paired by seed, per fraction and metric."""
+    real = {
+        (entry['fraction'], entry['seed']): entry['metrics']
+        for entry in runs
+        if entry['regime'] == 'real'
+    }
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for entry in runs:
+        if entry['regime'] != 'real':
+            groups.setdefault(
+                (entry['regime'], entry['fraction'], entry['ratio']), []
+            ).append(entry)
+    rows = []
+    for (regime, fraction, ratio), entries in groups.items():
+        for metric in metrics:
+            pairs = [
+                (entry['seed'], entry['metrics'][metric] - real[key][metric])
+                for entry in entries
+                if (key := (fraction, entry['seed'])) in real
+                and metric in entry['metrics']
+                and metric in real[key]
+                and not math.isnan(entry['metrics'][metric] - real[key][metric])
+            ]
+            if not pairs:
+                continue
+            rows.append(
+                {
+                    'regime': regime,
+                    'fraction': fraction,
+                    'ratio': ratio,
+                    'metric': metric,
+                    'seeds': [seed for seed, _ in pairs],
+                    **paired_difference([difference for _, difference in pairs]),
+                }
+            )
+    return rows
+
+
 def markdown_table(
     rows: list[dict[str, Any]], keys: list[str], titles: list[str] | None = None
 ) -> list[str]:
@@ -366,15 +490,99 @@ def markdown_table(
     return table
 
 
+def comparison_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The paired differences against real only, as Markdown."""
+    table = [
+        '| regime | real fraction | synthetic:real | metric | difference to real only | 95 % interval | seeds | reading |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ]
+    for row in rows:
+        interval = (
+            '-'
+            if row['ci95'] is None
+            else f'[{row["ci95"][0]:+.3f}, {row["ci95"][1]:+.3f}]'
+        )
+        ratio = 'all' if row['ratio'] is None else row['ratio']
+        table.append(
+            f'| {row["regime"]} | {row["fraction"]} | {ratio} | {row["metric"]} | '
+            f'{row["mean_difference"]:+.3f} | {interval} | {len(row["seeds"])} | '
+            f'{row["reading"]} |'
+        )
+    return table
+
+
+def generator_table(generators: dict[str, Any], judge: dict[str, Any]) -> list[str]:
+    """Fidelity of each generated folder under the fixed judge, as Markdown."""
+    table = [
+        f'Every figure below comes from one judge (`{judge["path"]}`, sha256 '
+        f'`{judge["sha256"][:12]}`, {judge["optimizer_steps"]} steps), whose own '
+        f'score on the real test split is '
+        + ', '.join(
+            f'{k} {v:.3f}' for k, v in judge['real_score'].items() if '/' not in k
+        )
+        + '.',
+        '',
+        '| generated folder | pairs | alignment mean | judge on real pairs | relative to real | KID (N real / synthetic) | precision | recall | density | coverage |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ]
+    for key, entry in generators.items():
+        alignment, kid, prdc = entry['alignment'], entry['kid'], entry['prdc']
+        relative = alignment.get('relative')
+        table.append(
+            f'| {key} | {entry["num_synthetic"]} | {alignment["mean"]:.3f} | '
+            f'{alignment["real_mean"]:.3f} | '
+            + ('-' if relative is None else f'{relative:.2f}')
+            + f' | {kid["mean"]:.4f} +- {kid["std"]:.4f} ({kid["n_real"]} / {kid["n_fake"]}) | '
+            + ' | '.join(
+                '-' if prdc[name] is None else f'{prdc[name]:.3f}'
+                for name in ('precision', 'recall', 'density', 'coverage')
+            )
+            + ' |'
+        )
+    return table
+
+
+def plot_differences(rows: list[dict[str, Any]], metric: str, path: Path) -> None:
+    """Paired differences to real only with their 95 % intervals, per fraction."""
+    shown = [row for row in rows if row['metric'] == metric and row['ci95']]
+    figure, axis = plt.subplots(figsize=(7, 4))
+    regimes = list(dict.fromkeys(row['regime'] for row in shown))
+    fractions = sorted({row['fraction'] for row in shown})
+    width = 0.8 / max(1, len(regimes))
+    for number, regime in enumerate(regimes):
+        for row in shown:
+            if row['regime'] != regime or row['ratio'] is not None:
+                continue
+            x = fractions.index(row['fraction']) + (number - len(regimes) / 2) * width
+            low, high = row['ci95']
+            axis.errorbar(
+                x,
+                row['mean_difference'],
+                yerr=[[row['mean_difference'] - low], [high - row['mean_difference']]],
+                fmt='o',
+                capsize=3,
+                color=f'C{number}',
+                label=regime if row['fraction'] == fractions[0] else None,
+            )
+    axis.axhline(0, color='black', linewidth=0.8)
+    axis.set_xticks(range(len(fractions)), [str(f) for f in fractions])
+    axis.set_xlabel('fraction of the real training data')
+    axis.set_ylabel(f'{metric} minus real only (95 % interval)')
+    axis.legend(fontsize=7)
+    figure.savefig(path, dpi=80, bbox_inches='tight')
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument('--dataset', choices=DATASET_NAMES, required=True)
-    parser.add_argument('--root', help='real dataset root (oscd, segmunich)')
+    parser.add_argument('--root', help='real dataset root (oscd, segmunich, salinas-a)')
     parser.add_argument(
         '--test-root',
-        help='a held-out root with test labels (OSCD: a "Test Labels" folder), never seen in training',
+        help='OSCD: a held-out root with a "Test Labels" folder; its cities are '
+        'removed from --root and never train, validate or select anything',
     )
     parser.add_argument('--specdm-synthetic', help='SpecDM generated folder')
     parser.add_argument(
@@ -382,13 +590,22 @@ def main() -> None:
     )
     parser.add_argument(
         '--rebalanced-synthetic',
-        help='SpecDM generated folder made by `specdm sample --rebalance` '
-        '(default: outputs/rebalanced_DATASET/generated)',
+        help='SpecDM generated folder made by `specdm sample --rebalance`',
     )
     parser.add_argument(
         '--targeted-synthetic',
-        help='SpecDM generated folder made by `specdm sample` with a request '
-        '(--classes or --change-fraction; default: outputs/targeted_DATASET/generated)',
+        help='SpecDM generated folder made by `specdm sample` with a request',
+    )
+    parser.add_argument(
+        '--judge',
+        help='folder of the fixed judge (judge.ckpt + judge.json; default '
+        'outputs/judges/DATASET, trained there first when missing)',
+    )
+    parser.add_argument(
+        '--judge-steps',
+        type=int,
+        help='optimizer steps of a judge trained here (default: per dataset, '
+        f'{", ".join(f"{k} {v}" for k, v in JUDGE_STEPS.items())})',
     )
     parser.add_argument('--regimes', nargs='+', choices=REGIMES, default=list(REGIMES))
     parser.add_argument(
@@ -396,18 +613,23 @@ def main() -> None:
         nargs='+',
         type=float,
         default=[0.1, 0.25, 1.0],
-        help='shares of the real training data (salinas-a: of the labelled pixels '
-        'of its train block)',
+        help='shares of the real training data (oscd: of the training cities; '
+        'salinas-a: of the labelled pixels of its train block)',
     )
     parser.add_argument(
         '--ratios',
         nargs='*',
         type=float,
-        default=[0.5, 1, 2, 5],
+        default=[],
         help='synthetic:real ratios at the largest fraction',
     )
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--epochs', type=int, default=20)
+    parser.add_argument(
+        '--steps',
+        type=int,
+        help='optimizer steps of every regime (default: per dataset, '
+        f'{", ".join(f"{k} {v}" for k, v in STEPS.items())})',
+    )
     parser.add_argument('--batch-size', type=int, default=16)
     parser.add_argument(
         '--size', type=int, help="scene size of the simulators (default: the demo's)"
@@ -421,7 +643,7 @@ def main() -> None:
     parser.add_argument(
         '--quick',
         action='store_true',
-        help='one fraction (1.0), one seed, no ratio sweep, 4 epochs',
+        help=f'the largest fraction only, 3 seeds, {QUICK_STEPS} steps, no ratios',
     )
     parser.add_argument('--out', default=str(RESULTS))
     parser.add_argument(
@@ -432,49 +654,50 @@ def main() -> None:
     parser.add_argument('--work-dir', default='outputs/downstream')
     options = parser.parse_args()
     if options.quick:
-        options.fractions, options.seeds, options.ratios, options.epochs = (
-            [1.0],
-            [0],
-            [],
-            4,
-        )
+        options.fractions = [max(options.fractions)]
+        options.seeds, options.ratios = options.seeds[:3], []
+        options.steps = options.steps or QUICK_STEPS
+    options.steps = options.steps or STEPS.get(options.dataset, 400)
+    change = options.dataset in CHANGE_DATASETS
 
-    base = Path('outputs') / f'demo_{options.dataset}'
-    defaults = {
-        'specdm': f'{base}/generated',
-        'baseline': f'{base}_single_stream/generated',
-        'rebalanced': f'outputs/rebalanced_{options.dataset}/generated',
-        'targeted': f'outputs/targeted_{options.dataset}/generated',
-    }
+    judge_dir = Path(options.judge or f'outputs/judges/{options.dataset}')
+    if not (judge_dir / 'judge.json').is_file():
+        print(f'training the fixed judge into {judge_dir}', flush=True)
+        train_judge(
+            options.dataset,
+            options.root,
+            options.test_root,
+            judge_dir,
+            options.judge_steps or JUDGE_STEPS.get(options.dataset, 1200),
+            options.batch_size,
+            options.lr,
+        )
+    judge, judge_record = load_judge(judge_dir, change)
+
     roots = {
-        key: getattr(options, f'{key}_synthetic') or default
-        for key, default in defaults.items()
+        key: getattr(options, f'{key}_synthetic')
+        for key in ('specdm', 'baseline', 'rebalanced', 'targeted')
+        if getattr(options, f'{key}_synthetic')
     }
-    available = {
-        key: (Path(root) / 'manifest.json').is_file() for key, root in roots.items()
-    }
+    for key, root in roots.items():
+        if not (Path(root) / 'manifest.json').is_file():
+            raise SystemExit(f'--{key}-synthetic {root}: no manifest.json there')
+    generators = judge_generators(options, judge, roots, list(roots))
     options.alignment_threshold = (
-        alignment_threshold(roots['specdm']) if available['specdm'] else None
+        alignment_threshold(roots['specdm']) if 'specdm' in roots else None
     )
     plan = []
     for regime in options.regimes:
         needs = SYNTHETIC_NEEDED.get(regime)
-        if needs and not available[needs]:
-            print(
-                f'skipping {regime}: no generated dataset at {roots[needs]} (pass --{needs}-synthetic)'
-            )
-            continue
-        if regime == 'real+specdm-filt' and options.alignment_threshold is None:
-            print(
-                f'skipping {regime}: {roots["specdm"]} has no alignment scores (run specdm evaluate)'
-            )
+        if needs and needs not in roots:
+            print(f'skipping {regime}: no --{needs}-synthetic folder given')
             continue
         plan += [
             (regime, fraction, seed, None)
             for fraction in options.fractions
             for seed in options.seeds
         ]
-    if available['specdm']:
+    if 'specdm' in roots:
         plan += [
             ('real+specdm', max(options.fractions), seed, ratio)
             for ratio in options.ratios
@@ -492,23 +715,30 @@ def main() -> None:
             flush=True,
         )
         began = time.perf_counter()
-        result, split = run(options, regime, fraction, seed, ratio, roots)
+        result, taken, data = run(options, regime, fraction, seed, ratio, roots)
         runs.append(
             {
                 'regime': regime,
                 'fraction': fraction,
                 'seed': seed,
                 'ratio': ratio,
-                'split': split,
+                'optimizer_steps': taken,
+                'judge_sha256': judge_record['sha256'],
+                'split': data.pop('split'),
+                'data': data,
                 'metrics': result,
                 'seconds': time.perf_counter() - began,
             }
         )
-        print('   ', ', '.join(f'{k}={v:.3f}' for k, v in result.items()), flush=True)
+        print(
+            f'    {taken} steps;',
+            ', '.join(f'{k}={v:.3f}' for k, v in result.items() if '/' not in k),
+            flush=True,
+        )
 
-    change = options.dataset in ('oscd', 'simulated-change')
     keys = ['f1', 'precision', 'recall', 'iou'] if change else ['miou', 'oa']
     rows = summarise(runs)
+    compared = comparisons(runs, keys)
     stem = f'downstream_{options.dataset}' + ('_quick' if options.quick else '')
     if options.name:
         stem += f'_{options.name}'
@@ -520,58 +750,86 @@ def main() -> None:
             k for entry in runs for k in entry['metrics'] if k.startswith(PER_CLASS)
         )
     )
-    if not change and class_keys:
-        table += [
-            '',
-            'Per-class IoU (mean +- std over the seeds that scored the class):',
-            '',
-            *markdown_table(
-                rows, class_keys, [k.removeprefix(PER_CLASS) for k in class_keys]
-            ),
-        ]
     minutes = (time.perf_counter() - start) / 60
-    machine = f'{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}'
+    splits = sorted({entry['split'] for entry in runs})
     header = [
         f'# Downstream benchmark: {options.dataset}',
         '',
         f'Command: `python {" ".join(sys.argv)}`',
         '',
-        f'Machine: {machine}; wall time {minutes:.1f} min; scored on {scored_on(options, runs)}.',
+        f'Machine: {machine()}; wall time {minutes:.1f} min.',
+        '',
+        f'Protocol: {PROTOCOL}: every run takes {options.steps} optimizer steps '
+        f'(batch {options.batch_size}, AdamW lr {options.lr}, cosine decay over the '
+        'steps; pre-train then fine-tune takes half and half), no checkpoint '
+        f'selection, scored once on the real {" and ".join(splits)} split'
+        + (f' of {options.test_root}' if options.test_root else '')
+        + '.',
+        '',
+        '## Fixed judge and generated data',
+        '',
+        *generator_table(generators, judge_record),
+        '',
+        '## Test scores (mean +- std over seeds)',
         '',
     ]
-    (out / f'{stem}.md').write_text('\n'.join(header + table) + '\n')
+    body = [
+        *table,
+        '',
+        '## Paired differences to real only (same seed, 95 % t interval)',
+        '',
+        *comparison_table(compared),
+    ]
+    if not change and class_keys:
+        body += [
+            '',
+            (
+                'Per-class IoU (mean +- std over the seeds that scored the class; '
+                'the mIoU averages the classes present in the test masks):'
+            ),
+            '',
+            *markdown_table(
+                rows, class_keys, [k.removeprefix(PER_CLASS) for k in class_keys]
+            ),
+        ]
+    (out / f'{stem}.md').write_text(
+        '\n'.join(header + body) + f'\n\n![paired differences]({stem}.png)\n'
+    )
     (out / f'{stem}.json').write_text(
         json.dumps(
             {
                 'command': 'python ' + ' '.join(sys.argv),
-                'machine': machine,
+                'machine': machine(),
                 'minutes': minutes,
-                'roots': roots,
+                'protocol': {
+                    'name': PROTOCOL,
+                    'max_steps': options.steps,
+                    'batch_size': options.batch_size,
+                    'lr': options.lr,
+                    'schedule': 'AdamW, cosine decay to 0 over max_steps',
+                    'pretrain_finetune': 'max_steps // 2 synthetic, the rest real',
+                    'checkpoint': 'last step, no selection',
+                    'test_root': options.test_root,
+                },
+                'judge': {
+                    'path': judge_record['path'],
+                    'sha256': judge_record['sha256'],
+                    'real_score': judge_record['real_score'],
+                    'optimizer_steps': judge_record['optimizer_steps'],
+                    'seed': judge_record['seed'],
+                },
+                'generators': generators,
                 'alignment_threshold': options.alignment_threshold,
                 'runs': runs,
                 'summary': rows,
+                'comparisons': compared,
             },
             indent=2,
         )
         + '\n'
     )
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for regime in dict.fromkeys(row['regime'] for row in rows):
-        points = sorted(
-            (row['fraction'], row[keys[0]]['mean'], row[keys[0]]['std'])
-            for row in rows
-            if row['regime'] == regime and row['ratio'] is None
-        )
-        if points:
-            xs, ys, es = zip(*points)
-            axis.errorbar(xs, ys, yerr=es, marker='o', capsize=3, label=regime)
-    axis.set_xlabel('fraction of the real training data')
-    axis.set_ylabel(keys[0])
-    axis.set_title(f'{options.dataset}: {keys[0]} on real test data')
-    axis.legend(fontsize=7)
-    figure.savefig(out / f'{stem}.png', dpi=80, bbox_inches='tight')
-    plt.close(figure)
-    print('\n'.join(table))
+    plot_differences(compared, keys[0], out / f'{stem}.png')
+    print('\n'.join(body))
     print(f'wrote {out / stem}.{{json,md,png}} in {minutes:.1f} min')
 
 

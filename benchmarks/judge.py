@@ -1,0 +1,226 @@
+"""Train the fixed judge of a dataset: one real-trained model that scores every generator.
+
+Alignment (does a generated mask agree with its generated image?), KID, precision /
+recall / density / coverage and the projected Fréchet distance all need a model
+trained on real data. If each generator brought its own, two generators would be
+measured with two yardsticks. The judge is trained once, on the real training split
+only (never validation or test data), for longer than a downstream run and with its
+own seed, then saved with its sha256 and its own score on the real test split, and
+every result file names it (``judge: {path, sha256, real_score}``).
+
+Example:
+    python benchmarks/judge.py --dataset oscd --root ../shared/data/oscd_full \\
+        --test-root outputs/oscd_full_test --out outputs/judges/oscd
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+from torchgeo_specdm.datamodules.registry import DATASET_NAMES
+from torchgeo_specdm.demo import demo_datamodule
+from torchgeo_specdm.downstream import (
+    load_downstream,
+    make_downstream_task,
+    score_downstream,
+)
+from torchgeo_specdm.tasks.utils import infer_data_spec
+
+#: Seed of every judge: no downstream run (seeds 0, 1, ...) shares its initialisation.
+JUDGE_SEED = 1000
+#: Optimizer steps of the judge per dataset family (several downstream runs' worth).
+JUDGE_STEPS = {'oscd': 1500, 'simulated-segmentation': 1200, 'salinas-a': 1200}
+#: Share of OSCD training patches placed around a changed pixel.
+CHANGE_PATCH_SHARE = 0.5
+IMAGES = 'Onera Satellite Change Detection dataset - Images'
+TEST_LABELS = 'Onera Satellite Change Detection dataset - Test Labels'
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def heldout_cities(test_root: str | None) -> list[str]:
+    """The cities of an OSCD root's ``Test Labels`` folder (none without a root)."""
+    if test_root is None:
+        return []
+    folder = Path(test_root) / TEST_LABELS
+    if not folder.is_dir():
+        raise SystemExit(f'--test-root {test_root}: no "{TEST_LABELS}" folder in it')
+    return sorted(path.name for path in folder.iterdir())
+
+
+def real_datamodule(
+    dataset: str,
+    root: str | None,
+    test_root: str | None,
+    batch_size: int,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
+    """The real training data of the protocol: the test root's cities left out.
+
+    Args:
+        dataset: dataset family.
+        root: real dataset root.
+        test_root: OSCD root whose ``Test Labels`` cities are the test split.
+        batch_size: mini-batch size.
+        overrides: more datamodule arguments.
+
+    Returns:
+        the datamodule; for OSCD its training and validation cities exclude
+        every test city.
+    """
+    kwargs = dict(overrides or {})
+    if dataset == 'oscd':
+        kwargs |= {
+            'exclude_cities': heldout_cities(test_root),
+            'change_patch_share': CHANGE_PATCH_SHARE,
+        }
+    return demo_datamodule(dataset, root, batch_size, kwargs)
+
+
+def heldout_datamodule(
+    dataset: str,
+    root: str | None,
+    test_root: str | None,
+    batch_size: int,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[Any, str]:
+    """The real test data, and the name of its split.
+
+    Raises:
+        SystemExit: for OSCD without a held-out root, whose only labelled
+            cities are the training and validation ones.
+    """
+    if dataset == 'oscd':
+        if test_root is None:
+            raise SystemExit(
+                '--dataset oscd needs --test-root: a root with a "Test Labels" folder '
+                '(benchmarks/heldout_oscd.py makes one); validation cities never test'
+            )
+        return demo_datamodule(dataset, test_root, batch_size, overrides), 'test'
+    return demo_datamodule(dataset, root, batch_size, overrides), 'test'
+
+
+def fit_steps(task: Any, datamodule: Any, steps: int, work: Path) -> int:
+    """Train for exactly ``steps`` optimizer steps, with no validation pass.
+
+    Returns:
+        the optimizer steps taken.
+    """
+    trainer = Trainer(
+        max_steps=steps,
+        max_epochs=-1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        default_root_dir=work,
+    )
+    trainer.fit(task, datamodule=datamodule)
+    return int(trainer.global_step)
+
+
+def train_judge(
+    dataset: str,
+    root: str | None,
+    test_root: str | None,
+    out: Path,
+    steps: int,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+) -> dict[str, Any]:
+    """Train, save and score the judge of a dataset.
+
+    Returns:
+        the judge record: ``path``, ``sha256``, ``real_score`` (on the real test
+        split), ``split``, ``optimizer_steps``, ``seed``, the training cities
+        (OSCD) and ``seconds``.
+    """
+    began = time.perf_counter()
+    seed_everything(JUDGE_SEED)
+    datamodule = real_datamodule(dataset, root, test_root, batch_size)
+    datamodule.setup('fit')
+    spec = infer_data_spec(datamodule)
+    task = make_downstream_task(
+        spec['in_channels'],
+        spec['num_classes'],
+        spec['num_images'] == 2,
+        lr=lr,
+        ignore_index=getattr(datamodule, 'ignore_index', None),
+        schedule='steps',
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    taken = fit_steps(task, datamodule, steps, out / 'lightning')
+    path = out / 'judge.ckpt'
+    temporary = out / '.judge.ckpt.tmp'
+    torch.save(
+        {'hyper_parameters': dict(task.hparams), 'state_dict': task.state_dict()},
+        temporary,
+    )
+    os.replace(temporary, path)
+    test_module, split = heldout_datamodule(dataset, root, test_root, batch_size)
+    record = {
+        'path': os.fspath(path),
+        'sha256': file_sha256(path),
+        'real_score': score_downstream(task, test_module, split),  # type: ignore[arg-type]
+        'split': split,
+        'optimizer_steps': taken,
+        'seed': JUDGE_SEED,
+        'train_cities': getattr(datamodule, 'train_cities', None),
+        'seconds': time.perf_counter() - began,
+    }
+    (out / 'judge.json').write_text(json.dumps(record, indent=2) + '\n')
+    return record
+
+
+def load_judge(out: Path, change: bool) -> tuple[Any, dict[str, Any]]:
+    """Load a saved judge and check it is the file its record names.
+
+    Raises:
+        SystemExit: if the checkpoint's sha256 differs from its record's.
+    """
+    record = json.loads((out / 'judge.json').read_text())
+    digest = file_sha256(out / 'judge.ckpt')
+    if digest != record['sha256']:
+        raise SystemExit(
+            f'{out / "judge.ckpt"}: sha256 {digest} differs from judge.json '
+            f'({record["sha256"]}); retrain the judge (delete {out})'
+        )
+    return load_downstream(out / 'judge.ckpt', change), record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument('--dataset', choices=DATASET_NAMES, required=True)
+    parser.add_argument('--root', help='real dataset root')
+    parser.add_argument('--test-root', help='OSCD root with a "Test Labels" folder')
+    parser.add_argument(
+        '--steps', type=int, help='optimizer steps (default: per dataset)'
+    )
+    parser.add_argument('--out', help='folder (default: outputs/judges/DATASET)')
+    options = parser.parse_args()
+    out = Path(options.out or f'outputs/judges/{options.dataset}')
+    steps = options.steps or JUDGE_STEPS.get(options.dataset, 1200)
+    record = train_judge(options.dataset, options.root, options.test_root, out, steps)
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,155 @@
+"""The equal-steps downstream protocol: same steps, one judge, paired intervals."""
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from torchgeo_specdm.datamodules import (
+    OSCDPatchDataModule,
+    SimulatedSegmentationDataModule,
+)
+from torchgeo_specdm.datasets import InvalidInputError
+from torchgeo_specdm.datasets.patches import ScenePatches
+from torchgeo_specdm.export import DatasetWriter
+
+from .conftest import ROOT, TEST_GENERATOR
+
+STEPS = 3
+
+
+@pytest.fixture
+def generated(tmp_path: Path) -> Path:
+    """A generated folder of 8 simulator scenes, written by the real writer."""
+    datamodule = SimulatedSegmentationDataModule(num_train=8, size=32, seed=99)
+    datamodule.setup('fit')
+    writer = DatasetWriter(
+        tmp_path / 'gen',
+        'segmentation',
+        list(datamodule.bands),
+        datamodule.num_classes,
+        list(datamodule.class_names),
+        TEST_GENERATOR,
+    )
+    for index in range(8):
+        sample = datamodule.train_dataset[index]
+        writer.write(index, sample['image'], sample['mask'], seed=index)
+    writer.finalize(8)
+    return tmp_path / 'gen'
+
+
+@pytest.mark.timeout(900)
+def test_every_regime_takes_the_same_steps_under_one_judge(
+    generated: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / 'results'
+    command = [
+        sys.executable,
+        str(ROOT / 'benchmarks' / 'downstream.py'),
+        '--dataset',
+        'simulated-segmentation',
+        '--specdm-synthetic',
+        str(generated),
+        '--regimes',
+        'real',
+        'real+specdm',
+        'real+specdm-filt',
+        'pretrain-finetune',
+        '--fractions',
+        '0.1',
+        '--seeds',
+        '0',
+        '1',
+        '--steps',
+        str(STEPS),
+        '--batch-size',
+        '4',
+        '--judge',
+        str(tmp_path / 'judge'),
+        '--judge-steps',
+        '2',
+        '--out',
+        str(out),
+        '--work-dir',
+        str(tmp_path / 'work'),
+    ]
+    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
+    result = json.loads((out / 'downstream_simulated-segmentation.json').read_text())
+    assert result['protocol']['name'] == 'equal-steps'
+    assert result['protocol']['max_steps'] == STEPS
+    runs = result['runs']
+    regimes = {entry['regime'] for entry in runs}
+    assert regimes == {'real', 'real+specdm', 'real+specdm-filt', 'pretrain-finetune'}
+    # Appending synthetic pairs changes the data, never the step count.
+    assert {entry['optimizer_steps'] for entry in runs} == {STEPS}
+    record = json.loads((tmp_path / 'judge' / 'judge.json').read_text())
+    assert result['judge']['sha256'] == record['sha256']
+    assert {entry['judge_sha256'] for entry in runs} == {record['sha256']}
+    assert set(result['generators']) == {'specdm'}
+    for generator in result['generators'].values():
+        assert generator['kid']['n_fake'] == 8
+        assert generator['alignment']['real_mean'] > 0
+    assert {entry['split'] for entry in runs} == {'test'}
+    comparisons = result['comparisons']
+    assert {(c['regime'], c['fraction'], c['metric']) for c in comparisons} >= {
+        ('real+specdm', 0.1, 'miou'),
+        ('pretrain-finetune', 0.1, 'miou'),
+    }
+    for comparison in comparisons:
+        assert comparison['seeds'] == [0, 1]
+        low, high = comparison['ci95']
+        assert low <= comparison['mean_difference'] <= high
+        if comparison['reading'] == 'helps':
+            assert low > 0
+        elif comparison['reading'] == 'hurts':
+            assert high < 0
+        else:
+            assert low <= 0 <= high
+    text = (out / 'downstream_simulated-segmentation.md').read_text()
+    assert record['sha256'][:12] in text
+    assert '95 % interval' in text
+
+
+def test_paired_difference_known_answers(
+    load_benchmark: Callable[[str], ModuleType],
+) -> None:
+    benchmark = load_benchmark('downstream')
+    # mean 0.2, sd 0.1, n 3: t(0.975, 2) = 4.3027 -> half-width 0.2484.
+    spread = benchmark.paired_difference([0.1, 0.2, 0.3])
+    assert spread['mean_difference'] == pytest.approx(0.2)
+    assert spread['ci95'] == pytest.approx([0.2 - 0.24841, 0.2 + 0.24841], abs=1e-4)
+    assert spread['reading'] == 'no measurable difference'
+    assert benchmark.paired_difference([0.1, 0.11, 0.12])['reading'] == 'helps'
+    assert benchmark.paired_difference([-0.1, -0.11, -0.12])['reading'] == 'hurts'
+    assert benchmark.paired_difference([0.3])['ci95'] is None
+
+
+def test_change_centred_patches_hold_change() -> None:
+    mask = torch.zeros(1, 64, 64, dtype=torch.long)
+    mask[0, 50, 7] = 1
+    scene = {'image': torch.zeros(2, 3, 64, 64), 'mask': mask}
+    centred = ScenePatches([scene], 16, num_patches=50, seed=0, positive_share=1.0)
+    assert all(int(centred[i]['mask'].sum()) == 1 for i in range(50))
+    uniform = ScenePatches([scene], 16, num_patches=50, seed=0)
+    assert sum(int(uniform[i]['mask'].sum()) for i in range(50)) < 25
+    with pytest.raises(InvalidInputError, match=r'positive_share=1\.5'):
+        ScenePatches([scene], 16, num_patches=5, positive_share=1.5)
+
+
+def test_oscd_excluded_cities_never_train_or_validate(oscd_root: Path) -> None:
+    datamodule = OSCDPatchDataModule(
+        root=str(oscd_root), exclude_cities=['pisa', 'bercy'], patch_size=64
+    )
+    datamodule.setup('fit')
+    seen = set(datamodule.train_cities) | set(datamodule.val_cities)
+    assert len(seen) == 8
+    assert not seen & {'pisa', 'bercy'}
+    with pytest.raises(InvalidInputError, match='atlantis'):
+        OSCDPatchDataModule(root=str(oscd_root), exclude_cities=['atlantis']).setup(
+            'fit'
+        )
