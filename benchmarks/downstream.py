@@ -112,8 +112,9 @@ MIXED_REGIMES = tuple(
     regime for regime in SYNTHETIC_NEEDED if regime.startswith('real+')
 )
 #: Optimizer steps of every regime per dataset family (--steps overrides).
-STEPS = {'oscd': 600, 'simulated-segmentation': 400, 'salinas-a': 400}
-QUICK_STEPS = 150
+STEPS = {'oscd': 300, 'simulated-segmentation': 200, 'salinas-a': 300}
+QUICK_STEPS = 100
+QUICK_JUDGE_STEPS = 300
 #: Held-out simulator scenes the judge-space metrics compare generated pairs with.
 REFERENCE_SCENES = 256
 PROTOCOL = 'equal-steps'
@@ -643,7 +644,8 @@ def main() -> None:
     parser.add_argument(
         '--quick',
         action='store_true',
-        help=f'the largest fraction only, 3 seeds, {QUICK_STEPS} steps, no ratios',
+        help=f'the largest fraction only, 2 seeds, {QUICK_STEPS} steps (a judge trained '
+        f'here: {QUICK_JUDGE_STEPS}), no ratios',
     )
     parser.add_argument('--out', default=str(RESULTS))
     parser.add_argument(
@@ -655,8 +657,9 @@ def main() -> None:
     options = parser.parse_args()
     if options.quick:
         options.fractions = [max(options.fractions)]
-        options.seeds, options.ratios = options.seeds[:3], []
+        options.seeds, options.ratios = options.seeds[:2], []
         options.steps = options.steps or QUICK_STEPS
+        options.judge_steps = options.judge_steps or QUICK_JUDGE_STEPS
     options.steps = options.steps or STEPS.get(options.dataset, 400)
     change = options.dataset in CHANGE_DATASETS
 
@@ -668,7 +671,7 @@ def main() -> None:
             options.root,
             options.test_root,
             judge_dir,
-            options.judge_steps or JUDGE_STEPS.get(options.dataset, 1200),
+            options.judge_steps or JUDGE_STEPS.get(options.dataset, 900),
             options.batch_size,
             options.lr,
         )

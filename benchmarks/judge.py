@@ -36,9 +36,9 @@ from torchgeo_specdm.tasks.utils import infer_data_spec
 #: Seed of every judge: no downstream run (seeds 0, 1, ...) shares its initialisation.
 JUDGE_SEED = 1000
 #: Optimizer steps of the judge per dataset family (several downstream runs' worth).
-JUDGE_STEPS = {'oscd': 1500, 'simulated-segmentation': 1200, 'salinas-a': 1200}
+JUDGE_STEPS = {'oscd': 900, 'simulated-segmentation': 900, 'salinas-a': 900}
 #: Share of OSCD training patches placed around a changed pixel.
-CHANGE_PATCH_SHARE = 0.5
+CHANGE_PATCH_SHARE = 0.25
 IMAGES = 'Onera Satellite Change Detection dataset - Images'
 TEST_LABELS = 'Onera Satellite Change Detection dataset - Test Labels'
 
@@ -217,7 +217,7 @@ def main() -> None:
     parser.add_argument('--out', help='folder (default: outputs/judges/DATASET)')
     options = parser.parse_args()
     out = Path(options.out or f'outputs/judges/{options.dataset}')
-    steps = options.steps or JUDGE_STEPS.get(options.dataset, 1200)
+    steps = options.steps or JUDGE_STEPS.get(options.dataset, 900)
     record = train_judge(options.dataset, options.root, options.test_root, out, steps)
     print(json.dumps(record, indent=2))
 
