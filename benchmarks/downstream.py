@@ -4,9 +4,11 @@ Every regime of one comparison trains TorchGeo's stock smp U-Net (ResNet-18 enco
 weights=None; ``SemanticSegmentation`` or ``ChangeDetection``) for the same number of
 optimizer steps (``--steps``), with the same batch size and the same learning-rate
 schedule (AdamW, cosine decay over the steps: it depends on the step alone, not on the
-size of the training set). Only the data differs. No checkpoint is selected and no
-validation pass runs: the model after the last step is scored, once, on a real test
-split that no generator, judge or downstream model saw. Regimes:
+size of the training set). Only the data differs. No checkpoint is selected: the
+model after the last step is scored, once, on a real test split that no generator,
+judge or downstream model saw. Change detectors get one decision threshold each, the
+one with the best F1 on the real validation split (never the test split), chosen the
+same way for every regime. Regimes:
 
   real              real training data only
   real+specdm       real + every SpecDM pair (--specdm-synthetic) in the data mix
@@ -75,7 +77,11 @@ from torchgeo_specdm.datamodules import SyntheticMixDataModule
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.patches import ScenePatches
-from torchgeo_specdm.downstream import make_downstream_task, score_downstream
+from torchgeo_specdm.downstream import (
+    calibrate_change_threshold,
+    make_downstream_task,
+    score_downstream,
+)
 from torchgeo_specdm.evaluate import evaluate_synthetic
 from torchgeo_specdm.tasks.utils import infer_data_spec
 
@@ -227,6 +233,8 @@ def run(
         lr=options.lr,
         ignore_index=getattr(real, 'ignore_index', None),
         schedule='steps',
+        change_loss=options.change_loss,
+        pos_weight=options.pos_weight,
     )
     work = Path(options.work_dir) / f'{regime}-{fraction}-{seed}-{ratio}'
     steps = options.steps
@@ -259,6 +267,8 @@ def run(
         'real_samples': 0 if regime == 'synthetic-only' else len(limited.train_dataset),
         'train_cities': None if regime == 'synthetic-only' else cities,
     }
+    if options.dataset in CHANGE_DATASETS:
+        data['change_threshold'] = calibrate_change_threshold(task, real)
     test_module, split = heldout_datamodule(
         options.dataset, options.root, options.test_root, options.batch_size, overrides
     )
@@ -642,6 +652,15 @@ def main() -> None:
     )
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument(
+        '--change-loss',
+        choices=['dice', 'bce', 'focal', 'jaccard'],
+        default='dice',
+        help='loss of the change detectors (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--pos-weight', type=float, help="weight of the change class in the 'bce' loss"
+    )
+    parser.add_argument(
         '--quick',
         action='store_true',
         help=f'the largest fraction only, 2 seeds, {QUICK_STEPS} steps (a judge trained '
@@ -765,7 +784,13 @@ def main() -> None:
         f'Protocol: {PROTOCOL}: every run takes {options.steps} optimizer steps '
         f'(batch {options.batch_size}, AdamW lr {options.lr}, cosine decay over the '
         'steps; pre-train then fine-tune takes half and half), no checkpoint '
-        f'selection, scored once on the real {" and ".join(splits)} split'
+        'selection'
+        + (
+            ', change threshold with the best F1 on the real validation split'
+            if change
+            else ''
+        )
+        + f', scored once on the real {" and ".join(splits)} split'
         + (f' of {options.test_root}' if options.test_root else '')
         + '.',
         '',
@@ -809,9 +834,14 @@ def main() -> None:
                     'max_steps': options.steps,
                     'batch_size': options.batch_size,
                     'lr': options.lr,
+                    'change_loss': options.change_loss if change else None,
+                    'pos_weight': options.pos_weight if change else None,
                     'schedule': 'AdamW, cosine decay to 0 over max_steps',
                     'pretrain_finetune': 'max_steps // 2 synthetic, the rest real',
                     'checkpoint': 'last step, no selection',
+                    'change_threshold': 'best F1 on the real validation split'
+                    if change
+                    else None,
                     'test_root': options.test_root,
                 },
                 'judge': {

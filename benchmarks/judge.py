@@ -27,6 +27,7 @@ from lightning.pytorch import Trainer, seed_everything
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES
 from torchgeo_specdm.demo import demo_datamodule
 from torchgeo_specdm.downstream import (
+    calibrate_change_threshold,
     load_downstream,
     make_downstream_task,
     score_downstream,
@@ -173,17 +174,37 @@ def train_judge(
         temporary,
     )
     os.replace(temporary, path)
-    test_module, split = heldout_datamodule(dataset, root, test_root, batch_size)
     record = {
         'path': os.fspath(path),
         'sha256': file_sha256(path),
-        'real_score': score_downstream(task, test_module, split),  # type: ignore[arg-type]
-        'split': split,
         'optimizer_steps': taken,
         'seed': JUDGE_SEED,
         'train_cities': getattr(datamodule, 'train_cities', None),
+        'val_cities': getattr(datamodule, 'val_cities', None),
         'seconds': time.perf_counter() - began,
     }
+    return score_judge(task, record, dataset, root, test_root, out, batch_size)
+
+
+def score_judge(
+    task: Any,
+    record: dict[str, Any],
+    dataset: str,
+    root: str | None,
+    test_root: str | None,
+    out: Path,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Calibrate a change judge on validation data, score it on test, save the record."""
+    test_module, split = heldout_datamodule(dataset, root, test_root, batch_size)
+    if dataset in ('oscd', 'simulated-change'):
+        task.change_threshold = 0.5
+        record['real_score_at_0.5'] = score_downstream(task, test_module, split)  # type: ignore[arg-type]
+        record['change_threshold'] = calibrate_change_threshold(
+            task, real_datamodule(dataset, root, test_root, batch_size)
+        )
+    record['real_score'] = score_downstream(task, test_module, split)  # type: ignore[arg-type]
+    record['split'] = split
     (out / 'judge.json').write_text(json.dumps(record, indent=2) + '\n')
     return record
 
@@ -201,7 +222,10 @@ def load_judge(out: Path, change: bool) -> tuple[Any, dict[str, Any]]:
             f'{out / "judge.ckpt"}: sha256 {digest} differs from judge.json '
             f'({record["sha256"]}); retrain the judge (delete {out})'
         )
-    return load_downstream(out / 'judge.ckpt', change), record
+    judge = load_downstream(out / 'judge.ckpt', change)
+    if 'change_threshold' in record:
+        judge.change_threshold = record['change_threshold']
+    return judge, record
 
 
 def main() -> None:
@@ -215,10 +239,23 @@ def main() -> None:
         '--steps', type=int, help='optimizer steps (default: per dataset)'
     )
     parser.add_argument('--out', help='folder (default: outputs/judges/DATASET)')
+    parser.add_argument(
+        '--rescore',
+        action='store_true',
+        help='keep the saved judge; recalibrate its change threshold and rescore it',
+    )
     options = parser.parse_args()
     out = Path(options.out or f'outputs/judges/{options.dataset}')
-    steps = options.steps or JUDGE_STEPS.get(options.dataset, 900)
-    record = train_judge(options.dataset, options.root, options.test_root, out, steps)
+    if options.rescore:
+        judge, record = load_judge(out, options.dataset in ('oscd', 'simulated-change'))
+        record = score_judge(
+            judge, record, options.dataset, options.root, options.test_root, out
+        )
+    else:
+        steps = options.steps or JUDGE_STEPS.get(options.dataset, 900)
+        record = train_judge(
+            options.dataset, options.root, options.test_root, out, steps
+        )
     print(json.dumps(record, indent=2))
 
 

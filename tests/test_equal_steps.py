@@ -16,6 +16,7 @@ from torchgeo_specdm.datamodules import (
 )
 from torchgeo_specdm.datasets import InvalidInputError
 from torchgeo_specdm.datasets.patches import ScenePatches
+from torchgeo_specdm.downstream import best_f1_threshold
 from torchgeo_specdm.export import DatasetWriter
 
 from .conftest import ROOT, TEST_GENERATOR
@@ -153,3 +154,15 @@ def test_oscd_excluded_cities_never_train_or_validate(oscd_root: Path) -> None:
         OSCDPatchDataModule(root=str(oscd_root), exclude_cities=['atlantis']).setup(
             'fit'
         )
+
+
+def test_change_threshold_is_the_best_f1_on_the_given_labels() -> None:
+    # Changed pixels have probability 0.7, unchanged ones 0.2 or 0.6: any
+    # threshold in [0.6, 0.7) separates them; 0.6 is the lowest of the grid.
+    target = torch.tensor([1, 1, 0, 0, 0])
+    probability = torch.tensor([0.7, 0.7, 0.2, 0.6, 0.6])
+    assert best_f1_threshold(probability, target) == 0.6
+    # A detector calibrated for too much change: everything above 0.9 but
+    # the changed pixels score 0.97.
+    probability = torch.tensor([0.97, 0.97, 0.92, 0.91, 0.93])
+    assert best_f1_threshold(probability, target) == 0.95

@@ -199,15 +199,71 @@ def predict_labels(task: Any, image: Tensor, batch_size: int = 32) -> Tensor:
         batch_size: images per forward pass.
 
     Returns:
-        [N, H, W] labels (0/1 for change).
+        [N, H, W] labels (0/1 for change: the change probability above the
+        task's ``change_threshold`` attribute, set by :func:`calibrate_change_threshold`,
+        else 0.5).
     """
+    threshold = getattr(task, 'change_threshold', 0.5)
     outputs = []
     for start in range(0, len(image), batch_size):
         logits = task(_model_input(image[start : start + batch_size]))
         outputs.append(
-            (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
+            (logits[:, 0].sigmoid() > threshold).long()
+            if logits.shape[1] == 1
+            else logits.argmax(1)
         )
     return torch.cat(outputs)
+
+
+#: Change-probability thresholds :func:`calibrate_change_threshold` tries.
+THRESHOLDS = tuple(round(0.05 * step, 2) for step in range(1, 20))
+
+
+@torch.no_grad()
+def calibrate_change_threshold(task: Any, datamodule: NonGeoDataModule) -> float:
+    """Set a change detector's decision threshold to the best F1 on validation data.
+
+    A detector trained on patches that over-draw changed pixels, or with the Dice
+    loss, is calibrated for a higher change share than a whole scene holds; its F1
+    at a fixed 0.5 then mostly measures that mismatch. The threshold is chosen on
+    the real validation split only, the same way for every training regime, and
+    stored on the task (``task.change_threshold``) for :func:`predict_labels`.
+
+    Args:
+        task: a trained ChangeDetection task.
+        datamodule: the real data; its validation split picks the threshold.
+
+    Returns:
+        the threshold.
+    """
+    datamodule.setup('fit')
+    task.eval()
+    probabilities, targets = [], []
+    for batch in datamodule.val_dataloader():
+        batch = datamodule.aug(batch)
+        logits = task(_model_input(batch['image'].to(task.device)))
+        probabilities.append(logits[:, 0].sigmoid().flatten().cpu())
+        targets.append(batch['mask'].flatten().long())
+    task.change_threshold = best_f1_threshold(
+        torch.cat(probabilities), torch.cat(targets)
+    )
+    return float(task.change_threshold)
+
+
+def best_f1_threshold(probability: Tensor, target: Tensor) -> float:
+    """The threshold of :data:`THRESHOLDS` with the best F1 (the lowest on ties).
+
+    Args:
+        probability: change probabilities, any shape.
+        target: 0/1 labels, the same shape.
+
+    Returns:
+        the threshold.
+    """
+    scores = [
+        float(binary_f1_score((probability > t).long(), target)) for t in THRESHOLDS
+    ]
+    return THRESHOLDS[max(range(len(scores)), key=scores.__getitem__)]
 
 
 @torch.no_grad()
