@@ -36,7 +36,7 @@ from matplotlib.patches import Patch
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.plotting import class_colormap
 from torchgeo_specdm.demo import demo_datamodule
-from torchgeo_specdm.request import SamplePlan, make_plan
+from torchgeo_specdm.generation.request import SamplePlan, make_plan
 from torchgeo_specdm.sample import generate, model_class_names
 from torchgeo_specdm.tasks import LatentDiffusion
 from torchgeo_specdm.tasks.utils import timed_trainer

@@ -62,7 +62,7 @@ from torchgeo_specdm.datamodules.registry import DATASET_NAMES
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.patches import ScenePatches
 from torchgeo_specdm.demo import demo_datamodule
-from torchgeo_specdm.downstream import (
+from torchgeo_specdm.evaluation.judges import (
     held_out_split,
     make_downstream_task,
     score_downstream,

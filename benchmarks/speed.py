@@ -64,13 +64,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import torchgeo_specdm
 from torchgeo_specdm.datamodules.registry import build_datamodule
-from torchgeo_specdm.downstream import load_downstream, predict_labels
+from torchgeo_specdm.evaluation.judges import load_downstream, predict_labels
+from torchgeo_specdm.generation.pipeline import SAMPLERS, make_scheduler, sample_seed
 from torchgeo_specdm.metrics import (
     alignment_scores,
     class_histogram_tv,
     class_spectrum_sam,
 )
-from torchgeo_specdm.pipeline import SAMPLERS, make_scheduler, sample_seed
 from torchgeo_specdm.sample import file_sha256, generate
 from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
 from torchgeo_specdm.tasks.latent_cache import LatentCache, random_dihedral

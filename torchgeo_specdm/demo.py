@@ -23,9 +23,9 @@ from torchgeo.datamodules import NonGeoDataModule
 from .datamodules import SyntheticMixDataModule
 from .datamodules.registry import build_datamodule
 from .datasets.validation import InvalidInputError
-from .downstream import held_out_split, score_downstream, train_downstream
-from .evaluate import evaluate_synthetic
-from .pipeline import DEFAULT_STEPS
+from .evaluation.judges import held_out_split, score_downstream, train_downstream
+from .evaluation.report import evaluate_synthetic
+from .generation.pipeline import DEFAULT_STEPS
 from .sample import generate
 from .tasks import LatentDiffusion, TwoStreamVAE
 from .tasks.utils import timed_trainer

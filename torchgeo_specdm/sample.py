@@ -18,14 +18,14 @@ import torchgeo_specdm
 
 from .datasets.validation import InvalidInputError
 from .export import DatasetWriter
-from .pipeline import (
+from .generation.pipeline import (
     DEFAULT_STEPS,
     Sampler,
     SpecDMPipeline,
     SpecDMPipelineOutput,
     sample_seed,
 )
-from .request import OnMiss, SamplePlan, make_plan
+from .generation.request import OnMiss, SamplePlan, make_plan
 from .types import Path
 
 

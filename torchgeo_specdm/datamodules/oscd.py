@@ -10,7 +10,7 @@ from torchgeo.datamodules.oscd import MEAN, STD
 from torchgeo.datasets import OSCD
 
 from ..datasets.patches import ScenePatches
-from ..transforms import BitemporalAugmentation
+from .transforms import BitemporalAugmentation
 
 
 class OSCDPatchDataModule(NonGeoDataModule):
