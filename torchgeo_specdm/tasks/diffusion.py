@@ -22,6 +22,7 @@ from ..generation.conditions import (
     drop_conditions,
     flag_conditions,
 )
+from ..generation.loop import draw_pairs
 from ..generation.pipeline import (
     DEFAULT_STEPS,
     Sampler,
@@ -518,10 +519,8 @@ class LatentDiffusion(BaseTask):
             dataloader_idx: Index of the current dataloader.
 
         Returns:
-            a :class:`~torchgeo_specdm.sample.DrawnPair` per index.
+            a :class:`~torchgeo_specdm.generation.loop.DrawnPair` per index.
         """
-        from ..sample import draw_pairs
-
         settings = getattr(self, 'prediction_settings', None) or {
             'sampler': 'dpmpp',
             'steps': DEFAULT_STEPS,
