@@ -58,10 +58,9 @@ from torch.utils.data import Subset
 from torchgeo.datamodules import NonGeoDataModule
 
 from torchgeo_specdm.datamodules import SyntheticMixDataModule
-from torchgeo_specdm.datamodules.registry import DATASET_NAMES
+from torchgeo_specdm.datamodules.registry import DATASET_NAMES, demo_datamodule
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.patches import ScenePatches
-from torchgeo_specdm.demo import demo_datamodule
 from torchgeo_specdm.evaluation.judges import (
     held_out_split,
     make_downstream_task,

@@ -72,7 +72,8 @@ def demo_main(args: Sequence[str]) -> None:
     Args:
         args: command-line arguments after ``demo``.
     """
-    from .demo import DEMO_DATA, run_demo
+    from .datamodules.registry import DEMO_DATA
+    from .demo import run_demo
     from .generation.pipeline import DEFAULT_STEPS
 
     parser = argparse.ArgumentParser(
