@@ -33,10 +33,10 @@ from common import benchmark_datamodule, machine
 from lightning.pytorch import seed_everything
 from matplotlib.patches import Patch
 
+from torchgeo_specdm.datamodules.registry import demo_datamodule
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.plotting import class_colormap
-from torchgeo_specdm.demo import demo_datamodule
-from torchgeo_specdm.request import SamplePlan, make_plan
+from torchgeo_specdm.generation.request import SamplePlan, make_plan
 from torchgeo_specdm.sample import generate, model_class_names
 from torchgeo_specdm.tasks import LatentDiffusion
 from torchgeo_specdm.tasks.utils import timed_trainer

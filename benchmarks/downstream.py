@@ -77,12 +77,12 @@ from torchgeo_specdm.datamodules import SyntheticMixDataModule
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.patches import ScenePatches
-from torchgeo_specdm.downstream import (
+from torchgeo_specdm.evaluation.judges import (
     calibrate_change_threshold,
     make_downstream_task,
     score_downstream,
 )
-from torchgeo_specdm.evaluate import evaluate_synthetic
+from torchgeo_specdm.evaluation.report import evaluate_synthetic
 from torchgeo_specdm.tasks.utils import infer_data_spec
 
 RESULTS = Path(__file__).parent / 'results'

@@ -24,9 +24,8 @@ from typing import Any
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
-from torchgeo_specdm.datamodules.registry import DATASET_NAMES
-from torchgeo_specdm.demo import demo_datamodule
-from torchgeo_specdm.downstream import (
+from torchgeo_specdm.datamodules.registry import DATASET_NAMES, demo_datamodule
+from torchgeo_specdm.evaluation.judges import (
     calibrate_change_threshold,
     load_downstream,
     make_downstream_task,

@@ -23,7 +23,7 @@ matplotlib.use('Agg')
 from common import benchmark_datamodule, machine
 from lightning.pytorch import Trainer, seed_everything
 
-from torchgeo_specdm.evaluate import evaluate_synthetic
+from torchgeo_specdm.evaluation.report import evaluate_synthetic
 from torchgeo_specdm.sample import generate
 from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
 

@@ -12,7 +12,9 @@ import torch
 from torch import Tensor
 
 from torchgeo_specdm.cli import main
-from torchgeo_specdm.conditions import (
+from torchgeo_specdm.datasets import InvalidInputError, SyntheticDataset
+from torchgeo_specdm.export import DatasetWriter, load_manifest
+from torchgeo_specdm.generation.conditions import (
     ConditionEmbedding,
     class_fractions,
     condition_size,
@@ -21,10 +23,8 @@ from torchgeo_specdm.conditions import (
     flag_conditions,
     mask_conditions,
 )
-from torchgeo_specdm.datasets import InvalidInputError, SyntheticDataset
-from torchgeo_specdm.export import DatasetWriter, load_manifest
-from torchgeo_specdm.pipeline import SpecDMPipeline, sample_seed
-from torchgeo_specdm.request import (
+from torchgeo_specdm.generation.pipeline import SpecDMPipeline, sample_seed
+from torchgeo_specdm.generation.request import (
     make_plan,
     parse_classes,
     parse_fraction_range,

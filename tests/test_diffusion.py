@@ -9,7 +9,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from torchgeo_specdm.cli import main
 from torchgeo_specdm.datasets import InvalidInputError
-from torchgeo_specdm.pipeline import make_scheduler, sample_seed
+from torchgeo_specdm.generation.pipeline import make_scheduler, sample_seed
 from torchgeo_specdm.tasks import LatentDiffusion
 
 from .conftest import fit_tiny_diffusion

@@ -55,7 +55,8 @@ def test_prdc_too_few_samples_gives_none() -> None:
     scores = metrics.precision_recall_density_coverage(
         torch.zeros(10, 2), torch.zeros(3, 2), nearest_k=5
     )
-    assert scores['precision'] is None and scores['coverage'] is None
+    assert scores['precision'] is None
+    assert scores['coverage'] is None
 
 
 def test_projected_frechet_distance_needs_samples_per_dimension() -> None:

@@ -15,7 +15,7 @@ from torchgeo_specdm.datamodules import (
     OSCDPatchDataModule,
     SimulatedSegmentationDataModule,
 )
-from torchgeo_specdm.downstream import (
+from torchgeo_specdm.evaluation.judges import (
     held_out_split,
     make_downstream_task,
     score_downstream,

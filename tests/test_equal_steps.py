@@ -16,7 +16,7 @@ from torchgeo_specdm.datamodules import (
 )
 from torchgeo_specdm.datasets import InvalidInputError
 from torchgeo_specdm.datasets.patches import ScenePatches
-from torchgeo_specdm.downstream import best_f1_threshold
+from torchgeo_specdm.evaluation.judges import best_f1_threshold
 from torchgeo_specdm.export import DatasetWriter
 
 from .conftest import ROOT, TEST_GENERATOR

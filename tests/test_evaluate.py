@@ -13,7 +13,7 @@ from torchgeo_specdm.cli import main
 from torchgeo_specdm.datamodules import SalinasADataModule
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.hyperspectral import sensor_bands
-from torchgeo_specdm.evaluate import band_wavelengths, plot_class_spectra
+from torchgeo_specdm.evaluation.report import band_wavelengths, plot_class_spectra
 from torchgeo_specdm.sample import generate
 
 

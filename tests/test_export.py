@@ -631,11 +631,16 @@ class TestAlignment:
         assert 'alignment' not in load_manifest(seg_root)['samples'][0]
 
 
-def test_import_export_first() -> None:
-    # torchgeo_specdm.export imports the datasets package, which imports the
-    # synthetic dataset, which uses the export module: each order must work.
+@pytest.mark.parametrize(
+    'first', ['torchgeo_specdm.export', 'torchgeo_specdm.datasets.synthetic']
+)
+def test_writer_and_reader_share_one_manifest_loader(first: str) -> None:
+    # The export package re-exports the reader of the datasets floor, in either
+    # import order.
     code = (
+        f'import {first}; '
         'import torchgeo_specdm.export as e, torchgeo_specdm.datasets.synthetic as s; '
-        'assert s._export.load_manifest is e.load_manifest'
+        'assert s.load_manifest is e.load_manifest; '
+        'assert s.MANIFEST_NAME == e.MANIFEST_NAME'
     )
     subprocess.run([sys.executable, '-c', code], check=True, cwd=ROOT)

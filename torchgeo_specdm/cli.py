@@ -72,8 +72,9 @@ def demo_main(args: Sequence[str]) -> None:
     Args:
         args: command-line arguments after ``demo``.
     """
-    from .demo import DEMO_DATA, run_demo
-    from .pipeline import DEFAULT_STEPS
+    from .datamodules.registry import DEMO_DATA
+    from .demo import run_demo
+    from .generation.pipeline import DEFAULT_STEPS
 
     parser = argparse.ArgumentParser(
         prog='specdm demo',
@@ -137,7 +138,7 @@ def sample_main(args: Sequence[str]) -> None:
     Args:
         args: command-line arguments after ``sample``.
     """
-    from .pipeline import DEFAULT_STEPS, SAMPLERS
+    from .generation.pipeline import DEFAULT_STEPS, SAMPLERS
 
     parser = argparse.ArgumentParser(
         prog='specdm sample',
@@ -278,8 +279,8 @@ def evaluate_main(args: Sequence[str]) -> None:
     parser.add_argument('--out', help='report folder (default: <synthetic>_report)')
     options = parser.parse_args(args)
     from .datamodules.registry import build_datamodule
-    from .downstream import load_downstream, train_downstream
-    from .evaluate import evaluate_synthetic, summary_lines
+    from .evaluation.judges import load_downstream, train_downstream
+    from .evaluation.report import evaluate_synthetic, summary_lines
 
     out = options.out or os.path.normpath(options.synthetic) + '_report'
     kwargs = {'batch_size': 16}

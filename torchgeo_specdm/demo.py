@@ -21,29 +21,15 @@ from lightning.pytorch import seed_everything
 from torchgeo.datamodules import NonGeoDataModule
 
 from .datamodules import SyntheticMixDataModule
-from .datamodules.registry import build_datamodule
+from .datamodules.registry import DEMO_DATA, demo_datamodule
 from .datasets.validation import InvalidInputError
-from .downstream import held_out_split, score_downstream, train_downstream
-from .evaluate import evaluate_synthetic
-from .pipeline import DEFAULT_STEPS
+from .evaluation.judges import held_out_split, score_downstream, train_downstream
+from .evaluation.report import evaluate_synthetic
+from .generation.pipeline import DEFAULT_STEPS
 from .sample import generate
 from .tasks import LatentDiffusion, TwoStreamVAE
 from .tasks.utils import timed_trainer
 from .types import Architecture, Path
-
-#: Datamodule settings per dataset family: small scenes, so the budget buys steps.
-DEMO_DATA: dict[str, dict[str, Any]] = {
-    'simulated-segmentation': {
-        'num_train': 512,
-        'num_val': 32,
-        'num_test': 64,
-        'size': 32,
-    },
-    'simulated-change': {'num_train': 512, 'num_val': 32, 'num_test': 64, 'size': 32},
-    'oscd': {'patch_size': 32, 'patches_per_epoch': 512},
-    'segmunich': {},
-    'salinas-a': {'patch_size': 16, 'patches_per_epoch': 512},
-}
 
 #: Share of the budget each timed stage may use; sampling and scoring take the rest.
 STAGE_SHARES = {'vae': 0.3, 'diffusion': 0.42, 'real': 0.09, 'mixed': 0.09}
@@ -94,28 +80,6 @@ class _StageClock:
 def _clock(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f'{seconds // 60}:{seconds % 60:02d}'
-
-
-def demo_datamodule(
-    dataset: str,
-    root: Path | None,
-    batch_size: int = 16,
-    data_kwargs: dict[str, Any] | None = None,
-) -> NonGeoDataModule:
-    """The demo's datamodule of a dataset family.
-
-    Args:
-        dataset: a name of :data:`~torchgeo_specdm.datamodules.registry.DATASET_NAMES`.
-        root: dataset root for the real datasets.
-        batch_size: mini-batch size.
-        data_kwargs: datamodule arguments that override :data:`DEMO_DATA`.
-
-    Returns:
-        the datamodule.
-    """
-    root_arg = None if root is None else os.fspath(root)
-    kwargs = DEMO_DATA.get(dataset, {}) | (data_kwargs or {})
-    return build_datamodule(dataset, root_arg, batch_size=batch_size, **kwargs)
 
 
 def train_vae(

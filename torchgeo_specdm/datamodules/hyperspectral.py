@@ -9,7 +9,7 @@ from torchgeo.datamodules import NonGeoDataModule
 
 from ..datasets import HyperspectralScene, IndianPines, PaviaU, SalinasA
 from ..datasets.validation import InvalidInputError
-from ..transforms import segmentation_augmentation
+from .transforms import segmentation_augmentation
 from .utils import pixel_statistics
 
 

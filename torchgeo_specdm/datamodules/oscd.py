@@ -4,14 +4,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import random_split
+from torch.utils.data import Subset, random_split
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datamodules.oscd import MEAN, STD
 from torchgeo.datasets import OSCD
 
 from ..datasets.patches import ScenePatches
 from ..datasets.validation import InvalidInputError
-from ..transforms import BitemporalAugmentation
+from .transforms import BitemporalAugmentation
 
 
 class OSCDPatchDataModule(NonGeoDataModule):
@@ -80,7 +80,7 @@ class OSCDPatchDataModule(NonGeoDataModule):
         """
         if stage in ['fit', 'validate']:
             dataset = OSCD(split='train', **self.kwargs)
-            regions = [file['region'] for file in dataset.files]
+            regions = [str(file['region']) for file in dataset.files]
             unknown = sorted(set(self.exclude_cities) - set(regions))
             if unknown:
                 raise InvalidInputError(
@@ -94,7 +94,9 @@ class OSCDPatchDataModule(NonGeoDataModule):
             ]
             generator = torch.Generator().manual_seed(0)
             train, val = random_split(
-                kept, [1 - self.val_split_pct, self.val_split_pct], generator
+                Subset(dataset, kept),
+                [1 - self.val_split_pct, self.val_split_pct],
+                generator,
             )
             train_indices = [kept[i] for i in train.indices]
             val_indices = [kept[i] for i in val.indices]

@@ -1,10 +1,12 @@
-"""Datamodules by the short names the ``specdm`` commands take."""
+"""The datamodule of each ``specdm`` dataset name, and the demo's data settings."""
 
+import os
 from typing import Any, Literal
 
 from torchgeo.datamodules import NonGeoDataModule
 
 from ..datasets.validation import InvalidInputError
+from ..types import Path
 from .hyperspectral import SalinasADataModule
 from .oscd import OSCDPatchDataModule
 from .segmunich import SegMunichDataModule
@@ -20,6 +22,20 @@ DATASET_NAMES: tuple[str, ...] = (
     'segmunich',
     'salinas-a',
 )
+
+#: Datamodule settings per dataset family: small scenes, so the budget buys steps.
+DEMO_DATA: dict[str, dict[str, Any]] = {
+    'simulated-segmentation': {
+        'num_train': 512,
+        'num_val': 32,
+        'num_test': 64,
+        'size': 32,
+    },
+    'simulated-change': {'num_train': 512, 'num_val': 32, 'num_test': 64, 'size': 32},
+    'oscd': {'patch_size': 32, 'patches_per_epoch': 512},
+    'segmunich': {},
+    'salinas-a': {'patch_size': 16, 'patches_per_epoch': 512},
+}
 
 
 def build_datamodule(
@@ -55,3 +71,25 @@ def build_datamodule(
     if name == 'salinas-a':
         return SalinasADataModule(root=root, **kwargs)
     return SegMunichDataModule(root=root, **kwargs)
+
+
+def demo_datamodule(
+    dataset: str,
+    root: Path | None,
+    batch_size: int = 16,
+    data_kwargs: dict[str, Any] | None = None,
+) -> NonGeoDataModule:
+    """The demo's datamodule of a dataset family.
+
+    Args:
+        dataset: a name of :data:`DATASET_NAMES`.
+        root: dataset root for the real datasets.
+        batch_size: mini-batch size.
+        data_kwargs: datamodule arguments that override :data:`DEMO_DATA`.
+
+    Returns:
+        the datamodule.
+    """
+    root_arg = None if root is None else os.fspath(root)
+    kwargs = DEMO_DATA.get(dataset, {}) | (data_kwargs or {})
+    return build_datamodule(dataset, root_arg, batch_size=batch_size, **kwargs)

@@ -7,7 +7,7 @@ import torch
 from torchgeo.datamodules import NonGeoDataModule
 
 from ..datasets import SegMunich
-from ..transforms import segmentation_augmentation
+from .transforms import segmentation_augmentation
 
 #: Per-band mean and standard deviation of the real SegMunich tile
 #: ``SegMunich_train_img_10.tif`` (one training tile; a full-dataset estimate is

@@ -6,7 +6,7 @@ from typing import Any
 from torchgeo.datamodules import NonGeoDataModule
 
 from ..datasets import SimulatedChange, SimulatedSegmentation
-from ..transforms import BitemporalAugmentation, segmentation_augmentation
+from .transforms import BitemporalAugmentation, segmentation_augmentation
 from .utils import band_statistics
 
 

@@ -14,10 +14,8 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
-# A module import, not a name import: ``torchgeo_specdm.export`` imports this package
-# (for the validation helpers), so its names may not exist yet while this loads.
-from .. import export as _export
 from ..types import Path, Sample
+from .manifest import MANIFEST_NAME, PARTS_DIR, load_manifest
 from .plotting import plot_change, plot_segmentation, rgb_band_indices
 from .validation import InvalidInputError, check_finite, check_labels, check_same_size
 
@@ -73,8 +71,8 @@ class SyntheticDataset(NonGeoDataset):
         self.root = root
         self.transforms = transforms
         self.min_alignment = min_alignment
-        self.manifest_path = os.path.join(root, _export.MANIFEST_NAME)
-        self.manifest: dict[str, Any] = _export.load_manifest(root)
+        self.manifest_path = os.path.join(root, MANIFEST_NAME)
+        self.manifest: dict[str, Any] = load_manifest(root)
         self.task: Literal['segmentation', 'change'] = self.manifest['task']
         self.bands: tuple[str, ...] = tuple(self.manifest['bands'])
         self.all_bands = self.bands
@@ -191,7 +189,7 @@ class SyntheticDataset(NonGeoDataset):
                 with rasterio.open(path) as src:
                     return src.read(), src.count
         except RasterioError as error:
-            part = os.path.join(self.root, _export.PARTS_DIR, f'{sample_id:06d}.json')
+            part = os.path.join(self.root, PARTS_DIR, f'{sample_id:06d}.json')
             raise InvalidInputError(
                 f'{path}: cannot read this GeoTIFF ({error}). The file is truncated '
                 f'or corrupted: delete {part} and rerun `specdm sample` with the same '

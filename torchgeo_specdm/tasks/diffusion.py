@@ -12,7 +12,8 @@ from diffusers.training_utils import EMAModel, compute_snr
 from torch import Tensor
 from torchgeo.tasks import BaseTask
 
-from ..conditions import (
+from ..datasets.validation import InvalidInputError
+from ..generation.conditions import (
     ConditionEmbedding,
     ConditionKind,
     class_fractions,
@@ -21,8 +22,8 @@ from ..conditions import (
     drop_conditions,
     flag_conditions,
 )
-from ..datasets.validation import InvalidInputError
-from ..pipeline import (
+from ..generation.loop import draw_pairs
+from ..generation.pipeline import (
     DEFAULT_STEPS,
     Sampler,
     SpecDMPipeline,
@@ -52,9 +53,9 @@ class LatentDiffusion(BaseTask):
     class-embedding input), and is replaced by a null condition with probability
     ``condition_dropout``, so that one model samples both conditionally and
     unconditionally (classifier-free guidance in
-    :class:`~torchgeo_specdm.pipeline.SpecDMPipeline`). The class fractions of the
-    training masks are stored in the checkpoint (the training class histogram,
-    and the conditions that requests start from).
+    :class:`~torchgeo_specdm.generation.SpecDMPipeline`). The class fractions of
+    the training masks are stored in the checkpoint (the training class
+    histogram, and the conditions that requests start from).
 
     .. versionadded:: 0.1
     """
@@ -495,8 +496,8 @@ class LatentDiffusion(BaseTask):
             seed: run seed; sample i depends on (seed, i) only.
             batch_size: every batch is padded to this size.
             guidance_scale: classifier-free guidance scale (with a plan).
-            plan: a :class:`~torchgeo_specdm.request.SamplePlan` for conditional
-                sampling, or None.
+            plan: a :class:`~torchgeo_specdm.generation.SamplePlan` for
+                conditional sampling, or None.
         """
         self.prediction_settings = {
             'sampler': sampler,
@@ -518,10 +519,8 @@ class LatentDiffusion(BaseTask):
             dataloader_idx: Index of the current dataloader.
 
         Returns:
-            a :class:`~torchgeo_specdm.sample.DrawnPair` per index.
+            a :class:`~torchgeo_specdm.generation.loop.DrawnPair` per index.
         """
-        from ..sample import draw_pairs
-
         settings = getattr(self, 'prediction_settings', None) or {
             'sampler': 'dpmpp',
             'steps': DEFAULT_STEPS,

@@ -8,7 +8,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..conditions import class_fractions
+from ..generation.conditions import class_fractions
 from ..types import Sample
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..datasets.validation import InvalidInputError
 from .conditions import ConditionKind, class_fractions
-from .datasets.validation import InvalidInputError
 
 OnMiss = Literal['flag', 'redraw']
 

@@ -16,13 +16,13 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torchgeo.datamodules import NonGeoDataModule
 
-from . import metrics
-from .datasets import SyntheticDataset
-from .datasets.plotting import class_colormap, plot_sample_grid
-from .downstream import encoder_features, predict_labels
-from .export import update_alignment
-from .tasks.utils import rgb_indices
-from .types import Path
+from .. import metrics
+from ..datasets import SyntheticDataset
+from ..datasets.plotting import class_colormap, plot_sample_grid
+from ..export import update_alignment
+from ..tasks.utils import rgb_indices
+from ..types import Path
+from .judges import encoder_features, predict_labels
 
 #: Central wavelengths (nm) of the Sentinel-2A MSI bands (ESA, Sentinel-2 spectral
 #: response functions, S2-SRF document COPE-GSEG-EOPG-TN-15-0007, v3.0).

@@ -21,10 +21,10 @@ from torchmetrics.functional.classification import (
     multiclass_jaccard_index,
 )
 
-from .datasets.validation import InvalidInputError
-from .tasks.checkpoints import own_hyperparameters, read_checkpoint
-from .tasks.utils import infer_data_spec, timed_trainer
-from .types import Path
+from ..datasets.validation import InvalidInputError
+from ..tasks.checkpoints import own_hyperparameters, read_checkpoint
+from ..tasks.utils import infer_data_spec, timed_trainer
+from ..types import Path
 
 
 class _StepSchedule:

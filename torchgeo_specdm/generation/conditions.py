@@ -5,7 +5,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .datasets.validation import InvalidInputError
+from ..datasets.validation import InvalidInputError
 
 #: What a conditional LatentDiffusion model is told about each mask.
 ConditionKind = Literal['none', 'class_fraction', 'class_presence', 'change_fraction']

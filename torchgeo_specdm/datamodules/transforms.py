@@ -7,7 +7,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .types import Sample
+from ..types import Sample
 
 
 def segmentation_augmentation(

@@ -17,8 +17,8 @@ from diffusers.utils.outputs import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
+from ..datasets.validation import InvalidInputError
 from .conditions import ConditionEmbedding, flag_conditions, null_conditions
-from .datasets.validation import InvalidInputError
 
 Sampler = Literal['ddpm', 'ddim', 'dpmpp']
 SAMPLERS: tuple[str, ...] = ('ddpm', 'ddim', 'dpmpp')
@@ -156,9 +156,9 @@ class SpecDMPipeline(DiffusionPipeline):
                 are split over processes.
             condition: condition values for a conditional U-Net: one vector [D]
                 for every sample, or one per sample [N, D] (see
-                :func:`~torchgeo_specdm.conditions.mask_conditions`). ``None``
-                samples unconditionally; for an unconditional U-Net this is the
-                only choice, and the loop is exactly the plain one.
+                :func:`~torchgeo_specdm.generation.conditions.mask_conditions`).
+                ``None`` samples unconditionally; for an unconditional U-Net this
+                is the only choice, and the loop is exactly the plain one.
             guidance_scale: classifier-free guidance scale s, with
                 ``prediction = uncond + s * (cond - uncond)``: 0 ignores the
                 condition (unconditional), 1 follows the conditional model alone
