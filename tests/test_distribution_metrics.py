@@ -22,7 +22,7 @@ def test_kid_matches_the_unbiased_mmd_of_a_cubic_kernel() -> None:
     generator = torch.Generator().manual_seed(0)
     real = torch.randn(30, 6, generator=generator, dtype=torch.float64)
     fake = torch.randn(30, 6, generator=generator, dtype=torch.float64) * 1.5 + 0.3
-    result = metrics.kernel_inception_distance(real, fake, subsets=1)
+    result = metrics.kernel_inception_distance(real, fake, subsets=1, subset_size=30)
     assert result['mean'] == pytest.approx(_unbiased_mmd2(real, fake), rel=1e-9)
     assert result['subset_size'] == 30
     assert (result['n_real'], result['n_fake']) == (30, 30)
@@ -84,3 +84,12 @@ def test_change_alignment_gives_nothing_for_empty_masks() -> None:
     assert scores.tolist() == pytest.approx([0.0, 0.0, 2 * 16 / (32 + 16)])
     assert metrics.pooled_change_f1(generated, empty) == 0.0
     assert metrics.pooled_change_f1(generated, generated) == 1.0
+
+
+def test_kid_default_subsets_differ() -> None:
+    generator = torch.Generator().manual_seed(3)
+    real = torch.randn(40, 4, generator=generator)
+    fake = torch.randn(40, 4, generator=generator) + 0.5
+    result = metrics.kernel_inception_distance(real, fake, subsets=10)
+    assert result['subset_size'] == 20
+    assert result['std'] > 0

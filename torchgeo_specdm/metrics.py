@@ -284,12 +284,13 @@ def kernel_inception_distance(
         real: [N, D] real features.
         fake: [M, D] generated features.
         subsets: random subsets the mean and std are taken over.
-        subset_size: samples per subset (default: the smaller set's size).
+        subset_size: samples per subset (default: half the smaller set, so the
+            subsets differ and their std means something).
 
     Returns:
         ``mean``, ``std`` (over subsets), ``subset_size``, ``n_real`` and ``n_fake``.
     """
-    size = subset_size or min(len(real), len(fake))
+    size = subset_size or max(2, min(len(real), len(fake)) // 2)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*will save all extracted features')
         metric = KernelInceptionDistance(
