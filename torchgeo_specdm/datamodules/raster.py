@@ -16,6 +16,7 @@ from torchgeo.datasets import (
     random_grid_cell_assignment,
 )
 from torchgeo.samplers import GriddedPatchSampler, RandomPatchSampler
+from torchgeo.samplers.utils import _to_tuple
 
 from ..datasets.validation import InvalidInputError
 from ..types import Path
@@ -228,6 +229,7 @@ class RasterMaskDataModule(GeoDataModule):
             parts = random_grid_cell_assignment(
                 dataset, self.split_fractions, self.grid_size, generator
             )
+        self._check_patch_fits(parts)
         self.train_dataset, self.val_dataset, self.test_dataset = parts
         if self._statistics[0] is None or self._statistics[1] is None:
             self._compute_statistics()
@@ -240,8 +242,24 @@ class RasterMaskDataModule(GeoDataModule):
         self.test_sampler = GriddedPatchSampler(
             self.test_dataset, size=self.patch_size, stride=self.patch_size
         )
-        for name in ('train', 'val', 'test'):
-            if len(getattr(self, f'{name}_sampler')) == 0:
+
+    def _check_patch_fits(self, parts: Sequence[GeoDataset]) -> None:
+        """Check that one patch fits in some tile of every split, as samplers need.
+
+        Args:
+            parts: the training, validation and test datasets.
+
+        Raises:
+            InvalidInputError: if a split has no tile as large as a patch.
+        """
+        height, width = _to_tuple(self.patch_size)
+        for name, part in zip(('train', 'val', 'test'), parts):
+            res_x, res_y = part.res
+            bounds = part.index.geometry.bounds
+            fits = ((bounds.maxx - bounds.minx) / res_x >= width - 1e-6) & (
+                (bounds.maxy - bounds.miny) / res_y >= height - 1e-6
+            )
+            if not bool(fits.any()):
                 raise InvalidInputError(
                     f'patch_size={self.patch_size}: no patch of that size fits in the '
                     f'{name} area (split={self.split!r}, split_fractions='
