@@ -140,7 +140,7 @@ class MixedSampler(Sampler[Any]):
         """Real patches per epoch."""
         count = len(self.real)  # type: ignore[arg-type]
         if isinstance(self.real, BatchGeoSampler):
-            count *= self.real.batch_size
+            count *= int(getattr(self.real, 'batch_size', 1))
         return count
 
     def __iter__(self) -> Iterator[Any]:
@@ -221,7 +221,7 @@ class SyntheticMixDataModule(NonGeoDataModule):
         self.synthetic_root = synthetic_root
         self.synthetic_ratio = synthetic_ratio
         self.min_alignment = min_alignment
-        self.collate_fn = datamodule.collate_fn  # type: ignore[assignment]
+        self.collate_fn = getattr(datamodule, 'collate_fn', self.collate_fn)
         self._copy_settings()
 
     def _copy_settings(self) -> None:
@@ -304,7 +304,7 @@ class SyntheticMixDataModule(NonGeoDataModule):
         self.train_dataset = MixedGeoDataset(real, synthetic, keys)
         self.train_sampler = mixed
         if isinstance(sampler, BatchGeoSampler):
-            self.train_batch_size = sampler.batch_size
+            self.train_batch_size = int(getattr(sampler, 'batch_size', 1))
 
     def _dataloader_factory(self, split: str) -> DataLoader[Sample]:
         """Training mixes real and synthetic samples; the rest is the real loader.

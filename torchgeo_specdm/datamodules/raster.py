@@ -268,13 +268,14 @@ class RasterMaskDataModule(GeoDataModule):
                 )
 
     def _compute_statistics(self) -> None:
-        assert self.train_dataset is not None
+        train = self.train_dataset
+        assert isinstance(train, GeoDataset)
         sampler = GriddedPatchSampler(
-            self.train_dataset, size=self.patch_size, stride=self.patch_size
+            train, size=self.patch_size, stride=self.patch_size
         )
         images = []
         for index in sampler:
-            images.append(self.train_dataset[index]['image'])
+            images.append(train[index]['image'])
             if len(images) >= self.statistics_patches:
                 break
         if not images:

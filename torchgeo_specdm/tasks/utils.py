@@ -74,10 +74,59 @@ def _declared_classes(datamodule: LightningDataModule, dataset: Any) -> Any:
     return count, names
 
 
+def _serve(datamodule: LightningDataModule, split: str, batch: Sample) -> Sample:
+    """Transform a batch as the datamodule does after transfer to the device.
+
+    Under a trainer this is the datamodule's own ``on_after_batch_transfer`` (its
+    augmentation, and whatever else it does to the batch, e.g. SpaceNet's label
+    shift); without one, its ``<split>_aug`` or ``aug``.
+
+    Args:
+        datamodule: the datamodule.
+        split: the split the batch comes from.
+        batch: a collated batch.
+
+    Returns:
+        the batch as the model sees it.
+    """
+    batch = dict(batch)
+    if getattr(datamodule, 'trainer', None) is not None:
+        served: Sample = datamodule.on_after_batch_transfer(batch, 0)
+        return served
+    aug = getattr(datamodule, f'{split}_aug', None) or getattr(datamodule, 'aug', None)
+    return aug(batch) if aug is not None else batch
+
+
+def _has_loader(datamodule: LightningDataModule, split: str) -> bool:
+    try:
+        sample_loader(datamodule, split)
+    except InvalidInputError:
+        return False
+    return True
+
+
+def _splits(datamodule: LightningDataModule) -> list[str]:
+    """The splits to read, the one the running trainer is about to serve first."""
+    trainer = getattr(datamodule, 'trainer', None)
+    order = list(SPLITS)
+    if trainer is not None:
+        for state, split in (
+            ('training', 'train'),
+            ('validating', 'val'),
+            ('testing', 'test'),
+            ('predicting', 'predict'),
+        ):
+            if getattr(trainer, state, False):
+                order.remove(split)
+                order.insert(0, split)
+                break
+    return [split for split in order if split_dataset(datamodule, split) is not None]
+
+
 def _read_batches(
     datamodule: LightningDataModule, split: str, samples: int
 ) -> tuple[Sample, Tensor, int]:
-    """The first batch of a split, augmented as training sees it, and raw labels.
+    """The first batches of a split, as the model sees them.
 
     Args:
         datamodule: the datamodule, after ``setup``.
@@ -85,9 +134,12 @@ def _read_batches(
         samples: how many samples to read the labels of.
 
     Returns:
-        the first batch after the datamodule's ``<split>_aug`` (or ``aug``), the
-        labels of the samples read (flattened, as they come from the dataset) and
-        the number of samples read.
+        the first batch after the datamodule's transforms (see :func:`_serve`), the
+        labels of the samples read (flattened) and the number of samples read.
+
+    Raises:
+        InvalidInputError: if the samples lack ``image`` or ``mask``, or the split
+            holds none.
     """
     batch_size = 1 if samples == 1 else None
     loader = sample_loader(datamodule, split, batch_size=batch_size)
@@ -101,6 +153,7 @@ def _read_batches(
                 "SpecDM needs both 'image' and 'mask'. Use a datamodule of image/mask "
                 'pairs.'
             )
+        batch = _serve(datamodule, split, batch)
         first = first if first is not None else batch
         masks.append(batch['mask'])
         count += len(batch['mask'])
@@ -112,9 +165,6 @@ def _read_batches(
             'the dataset root, or, for a GeoDataModule, that the patch size fits in '
             'the area where images and masks overlap.'
         )
-    aug = getattr(datamodule, f'{split}_aug', None) or getattr(datamodule, 'aug', None)
-    if aug is not None:
-        first = aug(dict(first))
     return first, torch.cat([mask.flatten() for mask in masks]), count
 
 
@@ -146,15 +196,15 @@ def infer_data_spec(datamodule: LightningDataModule) -> DataSpec:
             shape, or the labels are negative or too large to be class indices.
     """
     source = type(datamodule).__name__
-    split = next(
-        (name for name in SPLITS if split_dataset(datamodule, name) is not None), None
-    )
-    if split is None:
+    splits = _splits(datamodule)
+    if not splits:
         raise InvalidInputError(
             f'{source}: setup() created no dataset, so the task cannot read the band '
             'and class counts. Pass in_channels, num_classes and num_images to the '
             'task, or fix the datamodule.'
         )
+    # A GeoDataModule sets samplers for the stage only: read a split that has one.
+    split = next((name for name in splits if _has_loader(datamodule, name)), splits[0])
     dataset = split_dataset(datamodule, split)
     num_classes, names = _declared_classes(datamodule, dataset)
     samples = 1 if num_classes is not None else LABEL_SAMPLES
