@@ -169,7 +169,7 @@ def fake_etci2021(root: Path) -> None:
 def fake_spacenet1(root: Path) -> None:
     """3-band GeoTIFF chips and GeoJSON building footprints (rasterised to 0/1)."""
     base = root / 'SN1_buildings' / 'train'
-    for index in range(1, 6):
+    for index in range(1, 11):
         left, top = -43.68 + 0.004 * index, -22.95
         res = 0.004 / 100
         data = RNG.integers(1, 255, (3, 100, 100)).astype(np.uint8)
@@ -199,15 +199,15 @@ def fake_spacenet1(root: Path) -> None:
 
 
 def fake_levircd(root: Path) -> None:
-    """A/B RGB PNG pairs with 0/255 change labels, per split folder."""
+    """A/B RGB PNG pairs with 0/255 change labels; the split is the name's prefix."""
     for split in ('train', 'val', 'test'):
         for index in range(2):
             name = f'{split}_{index + 1}.png'
             for folder in ('A', 'B'):
                 data = RNG.integers(0, 255, (64, 64, 3)).astype(np.uint8)
-                png(root / split / folder / name, data, 'RGB')
+                png(root / folder / name, data, 'RGB')
             mask = (blobs(64, [0, 1]) * 255).astype(np.uint8)
-            png(root / split / 'label' / name, mask, 'L')
+            png(root / 'label' / name, mask, 'L')
 
 
 def fake_wildfire_h5(root: Path, name: str) -> None:

@@ -5,11 +5,15 @@ RasterDataset & RasterDataset through RasterMaskDataModule, a GeoDataModule whos
 datasets are indexed by the bounding boxes its samplers draw.
 """
 
+import importlib
+import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rasterio
 import torch
+import yaml
 from torchgeo.datasets import IntersectionDataset
 from torchgeo.main import main as torchgeo_main
 from torchgeo.samplers import GriddedPatchSampler, RandomPatchSampler
@@ -247,3 +251,22 @@ def test_synthetic_ratio_on_a_geodatamodule(tmp_path: Path) -> None:
     small = SyntheticMixDataModule(datamodule(patch_size=8), tmp_path / 'gen')
     with pytest.raises(InvalidInputError, match=r'synthetic images are \(4, 16, 16\)'):
         small.setup('fit')
+
+
+def _bind(spec: dict[str, Any]) -> None:
+    """Check that a config's class exists and takes the arguments it is given."""
+    module, _, name = str(spec['class_path']).rpartition('.')
+    cls = getattr(importlib.import_module(module), name)
+    init_args = dict(spec.get('init_args') or {})
+    for value in init_args.values():
+        if isinstance(value, dict) and 'class_path' in value:
+            _bind(value)
+    inspect.signature(cls).bind(**init_args, **(spec.get('dict_kwargs') or {}))
+
+
+@pytest.mark.parametrize(
+    'config', sorted(path.name for path in (ROOT / 'datamodules').glob('*.yaml'))
+)
+def test_user_facing_data_configs_name_real_arguments(config: str) -> None:
+    data = yaml.safe_load((ROOT / 'datamodules' / config).read_text())['data']
+    _bind(data)
