@@ -8,7 +8,7 @@ would,
     specdm fit --config benchmarks/configs/vae.yaml --config DATA.yaml --trainer.fast_dev_run=true
 
 once with the class count read from the data and once with the count torchgeo's
-own configs give. Each run is a separate process. Writes
+own configs give. Each run is a separate process. Writes (with --only: updates)
 benchmarks/results/torchgeo_datamodules.{json,md}.
 
     python benchmarks/torchgeo_datamodules.py [--only l7irish,xbd] [--work DIR]
@@ -19,6 +19,7 @@ the one-line error that names the extra.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -336,6 +337,26 @@ COVERED_BY_TESTS = [
 ]
 
 
+#: GeoDataModules not faked here (their layouts need several layers each), with why.
+NOT_TRIED = [
+    (
+        'ChesapeakeCVPRDataModule (5 and 7 classes), NAIPChesapeakeDataModule',
+        (
+            'layouts of per-tile NAIP, land-cover, NLCD, Landsat and building layers '
+            'not faked yet; same RasterDataset & mask, RandomPatchSampler path as '
+            'L7 Irish'
+        ),
+    ),
+    (
+        (
+            'Sentinel2CDL, Sentinel2EuroCrops, Sentinel2NCCM, '
+            'Sentinel2SouthAmericaSoybean, MMFlood, IOBench datamodules'
+        ),
+        'not faked yet (Sentinel-2 SAFE-style band files plus a label layer each)',
+    ),
+]
+
+
 def run_fit(config: Path, work: Path, extra: list[str]) -> dict[str, Any]:
     args = [sys.executable, '-m', 'torchgeo_specdm.cli', 'fit']
     args += ['--config', str(ROOT / 'benchmarks' / 'configs' / 'vae.yaml')]
@@ -376,7 +397,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', help='comma-separated names to run')
     parser.add_argument('--work', help='folder for the fake data (default: a temp dir)')
+    parser.add_argument(
+        '--render', action='store_true', help='only rewrite the .md from the .json'
+    )
     options = parser.parse_args()
+    if options.render:
+        render(json.loads((RESULTS / 'torchgeo_datamodules.json').read_text()))
+        return
     kinds = KINDS
     if options.only:
         names = options.only.split(',')
@@ -415,13 +442,25 @@ def main() -> None:
             [f'--model.init_args.num_classes={kind["num_classes"]}'],
         )
         row['num_classes'] = kind['num_classes']
+        row['h5py'] = importlib.util.find_spec('h5py') is not None
         print(json.dumps(row), flush=True)
         results.append(row)
+    # Merge into the stored results, so runs with --only complete the table.
     RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = '' if not options.only else '_partial'
-    (RESULTS / f'torchgeo_datamodules{suffix}.json').write_text(
-        json.dumps(results, indent=1) + '\n'
+    path = RESULTS / 'torchgeo_datamodules.json'
+    stored = (
+        {row['name']: row for row in json.loads(path.read_text())}
+        if path.exists()
+        else {}
     )
+    stored.update({row['name']: row for row in results})
+    order = [kind['name'] for kind in KINDS]
+    results = sorted(stored.values(), key=lambda row: order.index(row['name']))
+    path.write_text(json.dumps(results, indent=1) + '\n')
+    render(results)
+
+
+def render(results: list[dict[str, Any]]) -> None:
     lines = [
         '# torchgeo datamodules through `specdm fit` (TwoStreamVAE, fast_dev_run)',
         '',
@@ -446,13 +485,26 @@ def main() -> None:
         lines.append(
             f'| `{row["class_path"].split(".")[-1]}` | {row["kind"]} | {cells[0]} | {explicit} |'
         )
+    needs = [row for row in results if 'h5py' in row['kind']]
+    if needs:
+        lines += ['']
+        for row in needs:
+            name = row['class_path'].split('.')[-1]
+            if row.get('h5py'):
+                lines.append(f'- `{name}` ran with h5py installed.')
+            else:
+                lines.append(f'- `{name}` ran without h5py.')
+            if row.get('without_h5py'):
+                lines.append(f'  Without h5py: `{row["without_h5py"]}`')
     lines += [
         '',
         'Also run by the test suite, on committed fake files or real data:',
         '',
     ]
     lines += [f'- `{name}` ({kind}): `{test}`' for name, kind, test in COVERED_BY_TESTS]
-    (RESULTS / f'torchgeo_datamodules{suffix}.md').write_text('\n'.join(lines) + '\n')
+    lines += ['', 'Not tried:', '']
+    lines += [f'- {names}: {why}.' for names, why in NOT_TRIED]
+    (RESULTS / 'torchgeo_datamodules.md').write_text('\n'.join(lines) + '\n')
 
 
 if __name__ == '__main__':

@@ -265,7 +265,7 @@ def infer_data_spec(datamodule: LightningDataModule) -> DataSpec:
         'wavelengths': [float(value) for value in wavelengths]
         if wavelengths is not None and len(wavelengths) == channels
         else None,
-        'class_names': list(names)
+        'class_names': [str(name) for name in names]
         if names is not None and len(names) == num_classes
         else None,
         'class_source': class_source,
