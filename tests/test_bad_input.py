@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -226,21 +227,21 @@ def test_dataset_case(case: str, tmp_path: Path) -> None:
 
 
 def test_vae_checkpoint_with_other_band_count(
-    tiny_vae: dict[str, Path], tmp_path: Path
+    tiny_vae: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ['fit', '--config', str(ROOT / 'benchmarks/configs/diffusion.yaml')]
     args += ['--config', str(ROOT / 'datamodules/simulated_change.yaml')]
     args += [f'--model.init_args.vae_checkpoint={tiny_vae["simulated_segmentation"]}']
     args += ['--trainer.fast_dev_run=true', f'--trainer.default_root_dir={tmp_path}']
     args += ['--data.init_args.num_train=4', '--data.init_args.size=32']
-    with pytest.raises(
-        InvalidInputError, match=r'built for 10 bands .* datamodule gives 13'
-    ):
-        main(args)
+    err = cli_error(args, capsys)
+    assert re.search(
+        r'specdm fit: error: .*built for 10 bands .* datamodule gives 13', err
+    )
 
 
 def test_vae_checkpoint_with_other_classes(
-    tiny_vae: dict[str, Path], tmp_path: Path
+    tiny_vae: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ['fit', '--config', str(ROOT / 'benchmarks/configs/diffusion.yaml')]
     args += ['--config', str(ROOT / 'datamodules/segmunich.yaml')]
@@ -250,10 +251,8 @@ def test_vae_checkpoint_with_other_classes(
     ]
     args += [f'--model.init_args.vae_checkpoint={tiny_vae["simulated_segmentation"]}']
     args += ['--trainer.fast_dev_run=true', f'--trainer.default_root_dir={tmp_path}']
-    with pytest.raises(
-        InvalidInputError, match=r'built for 8 classes .* datamodule gives 13'
-    ):
-        main(args)
+    err = cli_error(args, capsys)
+    assert re.search(r'built for 8 classes .* datamodule gives 13', err)
 
 
 def _sample(checkpoint: Path, out: Path, *extra: str) -> list[str]:

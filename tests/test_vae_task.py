@@ -1,5 +1,6 @@
 """The TwoStreamVAE task through the real CLIs, on the simulator and real OSCD."""
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from torchgeo.main import main as torchgeo_main
 
 from torchgeo_specdm.cli import main
 from torchgeo_specdm.datamodules import SimulatedSegmentationDataModule
-from torchgeo_specdm.datasets import InvalidInputError, SalinasA
+from torchgeo_specdm.datasets import SalinasA
 from torchgeo_specdm.tasks import TwoStreamVAE
 
 from .conftest import ROOT
@@ -89,16 +90,23 @@ def test_checkpoint_keeps_scale_factors_and_data_spec(tmp_path: Path) -> None:
     assert labels.shape == (8, 32, 32)
 
 
-def test_checkpoint_on_other_data_is_refused(tmp_path: Path) -> None:
+def test_checkpoint_on_other_data_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     checkpoint = _fit(tmp_path, ['--trainer.max_epochs=1'])
     args = ['fit', '--config', VAE, '--config', str(DATA / 'simulated_change.yaml')]
     args += ['--trainer.fast_dev_run=true', f'--trainer.default_root_dir={tmp_path}']
     args += [f'--ckpt_path={checkpoint}', '--model.init_args.in_channels=10']
     args += ['--model.init_args.num_images=1', '--model.init_args.num_classes=7']
-    with pytest.raises(
-        InvalidInputError, match=r'built for 10 bands.*datamodule gives 13'
-    ):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
         main(args + SMALL_MODEL + SMALL_SIM)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.match(
+        r'specdm fit: error: .*built for 10 bands.*datamodule gives 13', err
+    )
+    assert 'Traceback' not in err
 
 
 def test_sizes_can_be_given_without_datamodule() -> None:

@@ -11,12 +11,12 @@ warnings.filterwarnings('ignore', message='.*torch.jit.script.*is deprecated')
 
 from lightning.pytorch.cli import LightningCLI
 from torchgeo.datamodules import BaseDataModule
-from torchgeo.datasets import DatasetNotFoundError
+from torchgeo.datasets import DatasetNotFoundError, DependencyNotFoundError
 from torchgeo.tasks import BaseTask
 
 import torchgeo_specdm
 
-from .datasets.validation import InvalidInputError
+from .datasets.validation import InvalidInputError, missing_dependency
 
 LIGHTNING_COMMANDS = ('fit', 'validate', 'test', 'predict')
 
@@ -326,16 +326,25 @@ def main(args: Sequence[str] | None = None) -> None:
         print(torchgeo_specdm.__version__)
         return
     command, rest = argv[0], argv[1:]
-    if command in COMMANDS:
-        try:
-            COMMANDS[command](rest)
-        except (InvalidInputError, DatasetNotFoundError) as error:
-            print(f'specdm {command}: error: {error}', file=sys.stderr)
-            raise SystemExit(2) from None
-    elif command in LIGHTNING_COMMANDS:
-        os.environ.setdefault('GDAL_DISABLE_READDIR_ON_OPEN', 'EMPTY_DIR')
-        lightning_main(None if args is None else argv)
-    else:
+    if command not in COMMANDS and command not in LIGHTNING_COMMANDS:
         print(USAGE, file=sys.stderr)
         print(f'specdm: error: unknown command {command!r}', file=sys.stderr)
         raise SystemExit(2)
+    try:
+        if command in COMMANDS:
+            COMMANDS[command](rest)
+        else:
+            os.environ.setdefault('GDAL_DISABLE_READDIR_ON_OPEN', 'EMPTY_DIR')
+            lightning_main(None if args is None else argv)
+    except (InvalidInputError, DatasetNotFoundError, DependencyNotFoundError) as error:
+        # Raised by our loaders, or by a task while Lightning sets it up: the
+        # message names the argument and the fix, so no traceback.
+        if isinstance(error, DependencyNotFoundError):
+            error = missing_dependency(error)
+        message = ' '.join(str(error).split())
+        print(f'specdm {command}: error: {message}', file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == '__main__':
+    main()

@@ -8,14 +8,18 @@ from .hyperspectral import (
 )
 from .mixing import SyntheticMixDataModule
 from .oscd import OSCDPatchDataModule
+from .raster import ImageRasters, MaskRasters, RasterMaskDataModule
 from .segmunich import SegMunichDataModule
 from .simulated import SimulatedChangeDataModule, SimulatedSegmentationDataModule
 
 __all__ = (
     'HyperspectralSceneDataModule',
+    'ImageRasters',
     'IndianPinesDataModule',
+    'MaskRasters',
     'OSCDPatchDataModule',
     'PaviaUDataModule',
+    'RasterMaskDataModule',
     'SalinasADataModule',
     'SegMunichDataModule',
     'SimulatedChangeDataModule',

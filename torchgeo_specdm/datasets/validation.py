@@ -21,6 +21,32 @@ class InvalidInputError(ValueError):
     """
 
 
+#: How to install the optional dependencies of TorchGeo's datasets with this package.
+DATASETS_EXTRA = 'pip install "torchgeo-specdm[datasets]"'
+
+
+def missing_dependency(error: Exception) -> InvalidInputError:
+    """Turn TorchGeo's ``DependencyNotFoundError`` into a one-line error with the fix.
+
+    Some TorchGeo datasets read their files with an optional package (h5py for
+    ChaBuD and CaBuAr, for instance); TorchGeo's own ``datasets`` extra holds them
+    all, and this package's ``datasets`` extra pulls it in.
+
+    Args:
+        error: the error TorchGeo raised (its message starts with the package).
+
+    Returns:
+        the error to raise instead.
+    """
+    words = str(error).split()
+    package = words[0] if words else 'a package'
+    return InvalidInputError(
+        f'{package} is not installed, and this dataset reads its files with it. '
+        f'Install the optional dataset dependencies: {DATASETS_EXTRA} (or just '
+        f'pip install {package}).'
+    )
+
+
 def read_tiff(path: Path) -> np.ndarray:
     """Read a TIFF file with tifffile, turning read failures into clear errors.
 

@@ -8,6 +8,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..datamodules.utils import sample_loader
 from ..generation.conditions import class_fractions
 from ..types import Sample
 
@@ -39,7 +40,10 @@ def random_dihedral(batch: Sample) -> Sample:
 
 
 def _train_loader(datamodule: LightningDataModule) -> DataLoader[Sample]:
-    """An unshuffled loader over a datamodule's training set.
+    """A loader over a datamodule's training set, unshuffled where it can be.
+
+    NonGeoDataModules are read in order; GeoDataModules through their training
+    sampler (one epoch of its patches), as they serve them.
 
     Args:
         datamodule: the datamodule, after ``setup('fit')``.
@@ -47,12 +51,8 @@ def _train_loader(datamodule: LightningDataModule) -> DataLoader[Sample]:
     Returns:
         the loader.
     """
-    return DataLoader(
-        datamodule.train_dataset,  # type: ignore[attr-defined]
-        batch_size=datamodule.batch_size,  # type: ignore[attr-defined]
-        shuffle=False,
-        num_workers=datamodule.num_workers,  # type: ignore[attr-defined]
-        collate_fn=datamodule.collate_fn,  # type: ignore[attr-defined]
+    return sample_loader(
+        datamodule, 'train', num_workers=getattr(datamodule, 'num_workers', 0)
     )
 
 

@@ -24,6 +24,7 @@ from .utils import (
     log_figure,
     plateau_optimizer,
     plot_reconstructions,
+    resolve_data_spec,
 )
 
 
@@ -38,8 +39,9 @@ class TwoStreamVAE(BaseTask):
 
     Band count, class count, dates and normalisation come from the arguments or,
     when left as ``None``, from the datamodule when training starts (its ``bands``,
-    ``num_classes``, ``mean``/``std`` attributes and one training sample), so any
-    TorchGeo datamodule whose batches carry ``image`` and ``mask`` works. The
+    ``num_classes``, ``mean``/``std`` attributes and its first training batch, read
+    through its sampler for a GeoDataModule), so any TorchGeo segmentation or
+    change-detection datamodule whose batches carry ``image`` and ``mask`` works. The
     resolved values are written back into the hyperparameters, so checkpoints load
     without the datamodule.
 
@@ -87,7 +89,9 @@ class TwoStreamVAE(BaseTask):
         Args:
             in_channels: bands per image; ``None`` reads them from the datamodule.
             num_classes: mask classes; ``None`` reads them from the datamodule
-                (``num_classes``, or 2 for change detection).
+                (its ``num_classes`` or class names, else its labels: 0/1 masks
+                give 2). A given count wins; it may exceed the data's classes
+                (with a warning), not the labels.
             num_images: dates per sample, 1 (segmentation) or 2 (change detection);
                 ``None`` reads it from the shape of a training sample.
             architecture: 'two_stream' (SpecDM) or 'single_stream' (the baseline).
@@ -215,10 +219,7 @@ class TwoStreamVAE(BaseTask):
         if self.model is not None:
             check_data_spec(spec, self.hparams)
             return
-        for key, value in spec.items():
-            if key in self.hparams and self.hparams[key] is None:
-                self.hparams[key] = value
-        check_data_spec(spec, self.hparams)
+        resolve_data_spec(spec, self.hparams)
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
