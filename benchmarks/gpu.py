@@ -17,7 +17,7 @@ OUT/gpu.json and OUT/gpu.md, with the card, driver, torch version and the comman
 
 Example:
     python benchmarks/gpu.py                            # on the GPU machine
-    python benchmarks/gpu.py --smoke --out /tmp/smoke   # toy sizes, CPU, seconds
+    python benchmarks/gpu.py --smoke --out /tmp/smoke   # toy sizes on CPU
 """
 
 import argparse
@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,159 +38,25 @@ import matplotlib
 
 matplotlib.use('Agg')
 import torch
-import yaml
-from gpu_measure import Deadline, StepTimer, add_utilisation, machine, matrix_rate
+from gpu_measure import (
+    Deadline,
+    StepTimer,
+    add_utilisation,
+    allocated_memory,
+    machine,
+    matrix_rate,
+)
 from gpu_report import markdown
 from gpu_sampling import end_to_end, pipeline_sweep
+from gpu_settings import FULL, SMOKE, VARIANTS, Settings, task_arguments
 from lightning.pytorch import Trainer, seed_everything
 
 from torchgeo_specdm.datamodules.registry import build_datamodule
-from torchgeo_specdm.pipeline import DEFAULT_STEPS
 from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
 
-CONFIGS = Path(__file__).parent / 'configs'
 RESULTS = Path(__file__).parent / 'results'
 #: Seconds kept back from every Trainer's max_time, so the results still get written.
 RESERVE = 20.0
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Sizes of one run (see FULL and SMOKE)."""
-
-    device: str
-    budget_seconds: float
-    matmul_size: int
-    matmul_repeats: int
-    warmup_steps: int
-    run_seconds: float
-    min_steps: int
-    max_steps: int
-    #: dataset -> root under --data, datamodule arguments, batch sizes, task overrides
-    data: dict[str, dict[str, Any]]
-    #: dataset of the channels_last / torch.compile variants
-    variant_dataset: str
-    sample_sizes: tuple[int, ...]
-    sample_batches: tuple[int, ...]
-    sample_steps: int
-    sample_repeats: int
-    end_to_end_counts: tuple[int, int]
-    end_to_end_batch: int
-    vae: dict[str, Any] = field(default_factory=dict)
-    diffusion: dict[str, Any] = field(default_factory=dict)
-    num_workers: int = 0
-    #: time a run needs beyond run_seconds (set-up, warm-up), and a compiled one more
-    setup_seconds: float = 25.0
-    compile_seconds: float = 120.0
-    #: torch.compiler stance of the compiled runs: 'force_eager' runs the compile
-    #: path of the tasks without compiling (the smoke run: dynamo alone takes
-    #: more than 30 s on a 2-core CPU, inductor minutes)
-    compile_stance: str = 'default'
-
-
-FULL = Settings(
-    device='cuda',
-    budget_seconds=8 * 60,
-    matmul_size=8192,
-    matmul_repeats=10,
-    warmup_steps=5,
-    run_seconds=8.0,
-    min_steps=5,
-    max_steps=10**6,
-    data={
-        'oscd': {
-            'root': 'oscd_full',
-            # three cities travel to the GPU machine: one of them validates
-            'kwargs': {
-                'patch_size': 128,
-                'patches_per_epoch': 1024,
-                'val_split_pct': 0.34,
-            },
-            'vae_batch': 32,
-            'diffusion_batch': 128,
-        },
-        # 83 x 86 px: three disjoint blocks hold 16 px patches at most, and the
-        # 4-level U-Net needs latents of 8 px, so f = 2 here.
-        'salinas-a': {
-            'root': 'hsi/salinas_a',
-            'kwargs': {'patch_size': 16, 'patches_per_epoch': 2048},
-            'vae_batch': 128,
-            'diffusion_batch': 256,
-            'vae': {'downsampling_factor': 2},
-        },
-        'simulated-segmentation': {
-            'root': None,
-            'kwargs': {'size': 128, 'num_train': 1024, 'num_val': 32},
-            'vae_batch': 32,
-            'diffusion_batch': 128,
-        },
-    },
-    variant_dataset='oscd',
-    sample_sizes=(64, 128, 256),
-    sample_batches=(1, 16, 64),
-    sample_steps=DEFAULT_STEPS,
-    sample_repeats=3,
-    end_to_end_counts=(128, 512),
-    end_to_end_batch=64,
-    num_workers=min(8, max(0, (os.cpu_count() or 1) - 2)),
-)
-
-SMOKE = replace(
-    FULL,
-    device='cpu',
-    budget_seconds=10 * 60,
-    matmul_size=128,
-    matmul_repeats=3,
-    warmup_steps=1,
-    run_seconds=0.0,
-    min_steps=1,
-    max_steps=1,
-    data={
-        'oscd': {
-            'root': 'oscd',
-            'kwargs': {'patch_size': 32, 'patches_per_epoch': 8},
-            'vae_batch': 4,
-            'diffusion_batch': 8,
-        },
-        'salinas-a': {
-            'root': 'hsi/salinas_a',
-            'kwargs': {'patch_size': 16, 'patches_per_epoch': 8},
-            'vae_batch': 4,
-            'diffusion_batch': 8,
-            'vae': {'downsampling_factor': 2},
-        },
-        'simulated-segmentation': {
-            'root': None,
-            'kwargs': {'size': 32, 'num_train': 8, 'num_val': 2},
-            'vae_batch': 4,
-            'diffusion_batch': 8,
-        },
-    },
-    sample_sizes=(16, 32),
-    sample_batches=(1, 2),
-    sample_steps=2,
-    sample_repeats=1,
-    end_to_end_counts=(2, 4),
-    end_to_end_batch=2,
-    vae={'base_channels': 8, 'mask_base_channels': 8, 'layers_per_block': 1},
-    diffusion={'block_out_channels': [8, 16], 'layers_per_block': 1},
-    num_workers=0,
-    compile_stance='force_eager',
-)
-
-#: (channels_last, torch.compile) of the variant runs, after the plain ones.
-VARIANTS = ((True, False), (False, True), (True, True))
-
-
-def task_arguments(stage: str, settings: Settings, dataset: str) -> tuple[dict, str]:
-    """The task's arguments from its full-size config, and the trainer's precision."""
-    config = yaml.safe_load((CONFIGS / f'{stage}_gpu.yaml').read_text())
-    arguments = dict(config['model']['init_args'])
-    arguments.pop('vae_checkpoint', None)
-    arguments |= getattr(settings, stage) | settings.data[dataset].get(stage, {})
-    if stage == 'diffusion':
-        arguments['sample_every_n_epochs'] = 10**6  # no validation sampling
-    return arguments, config['trainer'].get('precision', '32-true')
 
 
 class Benchmark:
@@ -249,6 +115,7 @@ class Benchmark:
         if not self.fits(need + RESERVE):
             record['skipped'] = f'budget: {self.deadline.left():.0f} s left'
             return None, None, record
+        record['memory_before_bytes'] = allocated_memory(self.device)
         arguments, precision = task_arguments(stage, settings, dataset)
         if stage == 'vae':
             task: Any = TwoStreamVAE(
@@ -329,6 +196,25 @@ class Benchmark:
         print(f'{shown} compile={record["compile"]}: {record}', flush=True)
         self.save()
 
+    def measure(
+        self,
+        stage: str,
+        dataset: str,
+        channels_last: bool = False,
+        compile: bool = False,
+        vae: TwoStreamVAE | None = None,
+    ) -> tuple[Any, Trainer | None]:
+        """Train and record one run; returns its task and trainer (None if none)."""
+        what = f'{stage} {dataset} channels_last={channels_last} compile={compile}'
+        outcome = self.guarded(
+            what, self.train, stage, dataset, channels_last, compile, vae
+        )
+        if outcome is None:
+            return None, None
+        task, trainer, record = outcome
+        self.add(record)
+        return task, trainer
+
     def guarded(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one measurement; a failure is recorded and the run goes on."""
         try:
@@ -351,38 +237,24 @@ class Benchmark:
         self.save()
         kept: dict[str, Any] = {}
         for dataset in settings.data:
-            trained = self.guarded(f'vae {dataset}', self.train, 'vae', dataset)
-            if trained is None:
-                continue
-            vae, _, record = trained
-            self.add(record)
+            vae, _ = self.measure('vae', dataset)
             if vae is None:
                 continue
-            trained = self.guarded(
-                f'diffusion {dataset}', self.train, 'diffusion', dataset, vae=vae
-            )
-            if trained is not None:
-                self.add(trained[2])
-                if dataset == settings.variant_dataset:
-                    kept = {'vae': vae, 'diffusion': trained[0], 'trainer': trained[1]}
+            diffusion, trainer = self.measure('diffusion', dataset, vae=vae)
+            if dataset == settings.variant_dataset:
+                kept = {'vae': vae, 'diffusion': diffusion, 'trainer': trainer}
+            del vae, diffusion, trainer
         if kept.get('diffusion') is not None:
             self.guarded('sampling', self.sampling, kept['diffusion'], kept['trainer'])
+        # The variants need the VAE only: free the U-Net, its EMA and optimizer.
+        vae = kept.get('vae')
+        del kept
         for channels_last, compile in VARIANTS:
-            dataset = settings.variant_dataset
-            for stage in ('vae', 'diffusion'):
-                if stage == 'diffusion' and kept.get('vae') is None:
-                    continue
-                trained = self.guarded(
-                    f'{stage} {dataset} channels_last={channels_last} compile={compile}',
-                    self.train,
-                    stage,
-                    dataset,
-                    channels_last,
-                    compile,
-                    vae=kept.get('vae'),
+            self.measure('vae', settings.variant_dataset, channels_last, compile)
+            if vae is not None:
+                self.measure(
+                    'diffusion', settings.variant_dataset, channels_last, compile, vae
                 )
-                if trained is not None:
-                    self.add(trained[2])
         self.save()
 
     def sampling(self, task: LatentDiffusion, trainer: Trainer) -> None:

@@ -1,5 +1,6 @@
 """Clocks, FLOP counting, the matrix rate and the machine record of benchmarks/gpu.py."""
 
+import gc
 import os
 import platform
 import subprocess
@@ -19,9 +20,18 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def allocated_memory(device: torch.device) -> int | None:
+    """Device memory held by live tensors now, after collecting garbage (None on CPU)."""
+    if device.type == 'cuda':
+        gc.collect()
+        return int(torch.cuda.memory_allocated(device))
+    return None
+
+
 def reset_peak_memory(device: torch.device) -> None:
     """Start a new peak of allocated device memory."""
     if device.type == 'cuda':
+        gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 

@@ -9,12 +9,16 @@ cd "$(dirname "$0")/.."
 STAGE=${STAGE:-.gpu}
 BASE=${BASE:-/tmp/specdm-gpu}
 RESULTS=${OUT:-benchmarks/results}
-mkdir -p "$BASE/site" "$BASE/data" "$RESULTS"
+mkdir -p "$BASE/site" "$BASE/data" "$BASE/installed" "$RESULTS"
 shopt -s nullglob
-wheels=("$STAGE"/*/wheels/*.whl)
+wheels=()
+for wheel in "$STAGE"/*/wheels/*.whl; do  # each wheel once, also when a part is carried again
+  [ -e "$BASE/installed/$(basename "$wheel")" ] || wheels+=("$wheel")
+done
 if ((${#wheels[@]})); then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$BASE/site" "${wheels[@]}" || exit 1
+  for wheel in "${wheels[@]}"; do touch "$BASE/installed/$(basename "$wheel")"; done
 fi
 for data in "$STAGE"/*/data; do cp -r "$data"/. "$BASE/data/"; done
 export PYTHONPATH="$BASE/site:$PWD" SPECDM_SHARED_DATA="$BASE/data" PYTHONUNBUFFERED=1
@@ -32,4 +36,4 @@ if [ -n "$missing" ]; then
   exit 3
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
-timeout 560 python3 benchmarks/gpu.py --out "$RESULTS" "$@" 2>&1 | tee "$RESULTS/gpu_log.txt"
+timeout 540 python3 benchmarks/gpu.py --out "$RESULTS" "$@" 2>&1 | tee "$RESULTS/gpu_log.txt"

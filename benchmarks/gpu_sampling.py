@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-from gpu_measure import peak_memory, reset_peak_memory, synchronize
+from gpu_measure import allocated_memory, peak_memory, reset_peak_memory, synchronize
 
 from torchgeo_specdm.tasks import LatentDiffusion
 
@@ -41,7 +41,11 @@ def pipeline_sweep(
     for size in sizes:
         task.unet.register_to_config(sample_size=[size // factor] * 2)
         for batch in batch_sizes:
-            row: dict[str, Any] = {'size': size, 'batch_size': batch}
+            row: dict[str, Any] = {
+                'size': size,
+                'batch_size': batch,
+                'memory_before_bytes': allocated_memory(device),
+            }
             try:
                 reset_peak_memory(device)
                 pipeline(
