@@ -14,12 +14,12 @@ PYTHON ?= $(shell for p in python3.12 python3.13 python3; do \
 
 .PHONY: install test test-all lint demo clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON)" ]; then echo "error: no Python >= 3.12 on PATH or in pyenv; install one (e.g. 'pyenv install 3.12') or run 'make PYTHON=/path/to/python3.12'" >&2; exit 1; fi
 	@if [ ! -x $(VPY) ] || ! $(VPY) -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
 		echo "creating $(VENV) with $(PYTHON)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); fi
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[test,dev]'
+	$(VPY) -m pip install --quiet -c constraints.txt -e '.[test,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)

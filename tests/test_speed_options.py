@@ -1,4 +1,4 @@
-"""GPU-path options of LatentDiffusion: channels_last and torch.compile of the U-Net."""
+"""GPU-path options of the tasks (channels_last, torch.compile) and of sampling."""
 
 from pathlib import Path
 from typing import Any
@@ -8,7 +8,9 @@ import torch
 from lightning.pytorch import Trainer
 
 from torchgeo_specdm.datamodules import SimulatedSegmentationDataModule
-from torchgeo_specdm.tasks import LatentDiffusion
+from torchgeo_specdm.datasets import InvalidInputError
+from torchgeo_specdm.sample import sampling_device
+from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
 
 from .conftest import fit_tiny_diffusion
 
@@ -63,3 +65,55 @@ def test_channels_last_and_compile_options(
     output = pipeline(num_samples=2, num_inference_steps=2)
     assert torch.isfinite(output.image).all()
     assert compiled == [model.unet]
+
+
+def test_vae_channels_last_and_compile_options(tmp_path: Path) -> None:
+    model = TwoStreamVAE(
+        base_channels=8,
+        mask_base_channels=8,
+        channels_last=True,
+        compile_autoencoder=True,
+    )
+    datamodule = SimulatedSegmentationDataModule(
+        num_train=8, num_val=4, size=32, batch_size=4
+    )
+    trainer = Trainer(
+        fast_dev_run=True,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    # The compile path without compiling: dynamo alone takes minutes on 2 CPU cores.
+    with torch.compiler.set_stance('force_eager'):
+        trainer.fit(model, datamodule=datamodule)
+    weight = model.autoencoder.image_autoencoder.encoder.conv_in.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    # Trained through the wrapper, which stays out of the weight names.
+    assert isinstance(
+        model.__dict__['_compiled_autoencoder'],
+        torch._dynamo.eval_frame.OptimizedModule,
+    )
+    assert not any('_orig_mod' in key for key in model.state_dict())
+    path = tmp_path / 'vae.ckpt'
+    trainer.save_checkpoint(path)
+    loaded = TwoStreamVAE.from_checkpoint(path)
+    assert loaded.hparams['compile_autoencoder']
+    weight = loaded.autoencoder.image_autoencoder.encoder.conv_in.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    batch = next(iter(datamodule.val_dataloader()))
+    image, mask = loaded.decode(loaded.encode(batch['image'], batch['mask']))
+    assert torch.isfinite(image).all()
+    assert mask.shape == batch['mask'].shape
+
+
+def test_sampling_device() -> None:
+    assert sampling_device('cpu') == torch.device('cpu')
+    expected = 'cuda' if torch.cuda.is_available() else 'cpu'
+    assert sampling_device('auto').type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidInputError, match='sees no GPU'):
+            sampling_device('gpu')
+    with pytest.raises(InvalidInputError, match='choose auto, gpu or cpu'):
+        sampling_device('tpu')  # type: ignore[arg-type]

@@ -169,6 +169,13 @@ def sample_main(args: Sequence[str]) -> None:
         help='processes or GPUs to shard the samples over (Lightning DDP); the files '
         'are identical whatever the number',
     )
+    parser.add_argument(
+        '--accelerator',
+        choices=['auto', 'gpu', 'cpu'],
+        default='auto',
+        help='where to sample: auto uses a GPU when there is one (default: '
+        '%(default)s)',
+    )
     request = parser.add_argument_group(
         'requests',
         'For a model trained with --model.init_args.condition: ask for the pairs you '
@@ -239,6 +246,7 @@ def sample_main(args: Sequence[str]) -> None:
         on_miss=options.on_miss,
         max_attempts=options.max_attempts,
         rebalance=options.rebalance,
+        accelerator=options.accelerator,
     )
     samples = manifest['samples']
     print(f'Wrote {len(samples)} pairs to {os.path.abspath(options.out)}')

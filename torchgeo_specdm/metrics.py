@@ -6,7 +6,6 @@ import warnings
 from typing import Any
 
 import torch
-from prdc import compute_prdc
 from torch import Tensor
 from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -331,6 +330,9 @@ def precision_recall_density_coverage(
         return dict.fromkeys(('precision', 'recall', 'density', 'coverage')) | {
             'nearest_k': nearest_k
         }
+    # Imported here: prdc pulls in scikit-learn, which nothing else needs.
+    from prdc import compute_prdc
+
     with contextlib.redirect_stdout(io.StringIO()):
         scores = compute_prdc(
             real.double().numpy(), fake.double().numpy(), nearest_k=nearest_k

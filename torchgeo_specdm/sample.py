@@ -3,7 +3,7 @@
 import hashlib
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Trainer
@@ -21,6 +21,8 @@ from .generation.loop import DrawnPair, draw_pairs, sample_blocks
 from .generation.pipeline import DEFAULT_STEPS, Sampler, sample_seed
 from .generation.request import OnMiss, SamplePlan, make_plan
 from .types import Path
+
+Accelerator = Literal['auto', 'gpu', 'cpu']
 
 
 def file_sha256(path: Path) -> str:
@@ -229,6 +231,7 @@ def generate(
     on_miss: OnMiss = 'flag',
     max_attempts: int = 4,
     rebalance: bool = False,
+    accelerator: Accelerator = 'auto',
 ) -> dict[str, Any]:
     """Sample pairs and write them as a generated-dataset folder, resuming if needed.
 
@@ -266,14 +269,15 @@ def generate(
         rebalance: give each pair one target class so that the training images
             plus the generated ones hold each class (among ``classes``, default
             all) as evenly as ``num_samples`` allows.
+        accelerator: 'auto' (a GPU when there is one), 'gpu' or 'cpu'.
 
     Returns:
         the manifest.
 
     Raises:
         InvalidInputError: for a non-positive sample count, batch size or device
-            count, an output folder that cannot be written, or a request that is
-            malformed or that the model cannot honour.
+            count, 'gpu' without a GPU, an output folder that cannot be written,
+            or a request that is malformed or that the model cannot honour.
     """
     from .tasks import LatentDiffusion
 
@@ -285,6 +289,7 @@ def generate(
         raise InvalidInputError(f'--batch-size {batch_size}: must be at least 1.')
     if devices < 1:
         raise InvalidInputError(f'--devices {devices}: must be at least 1.')
+    device = sampling_device(accelerator)
     model = LatentDiffusion.from_checkpoint(checkpoint)
     pipeline = model.pipeline(sampler)
     plan = make_plan(
@@ -318,6 +323,7 @@ def generate(
             sampler, steps, seed, batch_size, guidance_scale, plan
         )
         trainer = Trainer(
+            accelerator=device.type,
             devices=devices,
             strategy='ddp_spawn',
             logger=False,
@@ -332,6 +338,7 @@ def generate(
             if threads is None:
                 del os.environ['OMP_NUM_THREADS']
         return writer.finalize(num_samples)
+    model.to(device)
     pipeline.set_progress_bar_config(disable=True)
     progress = tqdm(total=num_samples, initial=len(done), desc='sampling', unit='pair')
     for block in blocks:
@@ -344,6 +351,32 @@ def generate(
         progress.update(len(new))
     progress.close()
     return writer.finalize(num_samples)
+
+
+def sampling_device(accelerator: Accelerator) -> torch.device:
+    """The device that samples: the GPU when asked for or, with 'auto', when present.
+
+    Args:
+        accelerator: 'auto', 'gpu' or 'cpu'.
+
+    Returns:
+        the device (the first GPU when sampling on GPUs).
+
+    Raises:
+        InvalidInputError: for 'gpu' on a machine without one, or an unknown name.
+    """
+    if accelerator not in ('auto', 'gpu', 'cpu'):
+        raise InvalidInputError(
+            f'--accelerator {accelerator}: choose auto, gpu or cpu.'
+        )
+    if accelerator == 'gpu' and not torch.cuda.is_available():
+        raise InvalidInputError(
+            '--accelerator gpu: PyTorch sees no GPU here. Use --accelerator cpu, or '
+            'install a CUDA build of PyTorch.'
+        )
+    if accelerator != 'cpu' and torch.cuda.is_available():
+        return torch.device('cuda')
+    return torch.device('cpu')
 
 
 def _make_writer(out: Path, **kwargs: Any) -> DatasetWriter:

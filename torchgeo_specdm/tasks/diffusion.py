@@ -268,7 +268,9 @@ class LatentDiffusion(BaseTask):
                 'latents). Crop the data to the training size.'
             )
         if stage == 'fit' and self.hparams['cache_latents']:
-            self.vae.to(self.device)
+            # Lightning moves the module to its device only after setup: encode on
+            # the trainer's device (the GPU), not on wherever the module still is.
+            self.vae.to(self.trainer.strategy.root_device)
             self.latent_cache = LatentCache.build(
                 self.vae, datamodule, passes=self.hparams['cache_passes']
             )
