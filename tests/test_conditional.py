@@ -79,8 +79,14 @@ def _reference_loop(
     steps: int,
     labels: Tensor | None = None,
     attempt: int = 0,
+    guidance_scale: float = 1.0,
 ) -> Tensor:
-    """The plain diffusers loop for one sample, written out independently."""
+    """The plain diffusers loop for one sample, written out independently.
+
+    With a guidance scale s other than 1, each step runs the U-Net twice, once on
+    the labels and once on the null labels, and steps with
+    ``uncond + s * (cond - uncond)``.
+    """
     generator = torch.Generator().manual_seed(sample_seed(seed, index, attempt))
     latent = torch.randn((1, *pipeline.latent_shape), generator=generator)
     latent = latent * pipeline.scheduler.init_noise_sigma
@@ -91,6 +97,10 @@ def _reference_loop(
             output = pipeline.unet(model_input, t).sample
         else:
             output = pipeline.unet(model_input, t, class_labels=labels).sample
+        if labels is not None and guidance_scale != 1:
+            null = torch.zeros_like(labels)
+            uncond = pipeline.unet(model_input, t, class_labels=null).sample
+            output = uncond + guidance_scale * (output - uncond)
         latent = pipeline.scheduler.step(
             output, t, latent, generator=[generator]
         ).prev_sample
@@ -334,6 +344,16 @@ def test_guidance_scale_one_runs_the_conditional_branch_only(
     )
     assert counter.close() == [2] * 3
     assert not torch.equal(guided.latents, guided_one.latents)
+    # ... which is uncond + s * (cond - uncond) of the two branches at every step
+    # (the pipeline runs them as one batch of two, hence the tolerance).
+    expected = _reference_loop(pipeline, 2, 0, 3, labels, guidance_scale=3.0)
+    torch.testing.assert_close(guided.latents, expected, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(
+        _reference_loop(pipeline, 2, 0, 3, labels, guidance_scale=2.0),
+        expected,
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_guided_samples_keep_per_index_seeding(conditional: dict[str, Path]) -> None:
