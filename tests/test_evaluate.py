@@ -75,6 +75,14 @@ def test_report_with_alignment(
     assert 0 <= result['alignment']['mean'] <= 1
     assert result['kid']['n_fake'] == len(SyntheticDataset(out))
     assert result['alignment']['real_mean'] > 0
+    # Six pairs are too few for a Fréchet distance of the judge features: the report
+    # gives none rather than a rank-deficient estimate.
+    assert result['frechet'] == {
+        'value': None,
+        'dimensions': 0,
+        'n_real': result['num_real'],
+        'n_fake': 6,
+    }
     assert len(result['band_wasserstein']) == (
         10 if name.endswith('segmentation') else 13
     )

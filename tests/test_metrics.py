@@ -2,7 +2,9 @@
 
 import math
 
+import numpy as np
 import pytest
+import scipy.linalg
 import torch
 
 from torchgeo_specdm.metrics import (
@@ -110,3 +112,34 @@ def test_memorisation_check_finds_copies() -> None:
     baseline = nearest_neighbour_distances(train, train, exclude_self=True)
     assert baseline.min() > 0
     assert nearest_neighbour_distances(novel, train).min() > 0.5 * baseline.median()
+
+
+def test_frechet_distance_with_covariances_that_do_not_commute() -> None:
+    # Gaussians stretched along directions 60 degrees apart: S_a S_b != S_b S_a.
+    generator = torch.Generator().manual_seed(0)
+    scale = torch.diag(torch.tensor([3.0, 0.1, 1.0]))
+    angle = torch.tensor(math.pi / 3)
+    rotation = torch.eye(3)
+    rotation[:2, :2] = torch.stack(
+        [
+            torch.stack([angle.cos(), -angle.sin()]),
+            torch.stack([angle.sin(), angle.cos()]),
+        ]
+    )
+    a = torch.randn(4000, 3, generator=generator) @ scale
+    b = torch.randn(5000, 3, generator=generator) @ (rotation @ scale).T
+    b += torch.tensor([1.0, -2.0, 0.5])
+    mean_a, mean_b = a.double().mean(0).numpy(), b.double().mean(0).numpy()
+    cov_a, cov_b = np.cov(a.double().numpy().T), np.cov(b.double().numpy().T)
+    product = cov_a @ cov_b
+    assert np.abs(product - cov_b @ cov_a).max() > 0.5 * np.abs(product).max()
+    shift = float(np.sum((mean_a - mean_b) ** 2))
+    expected = shift + float(
+        np.trace(cov_a + cov_b - 2 * scipy.linalg.sqrtm(product).real)
+    )
+    # The shortcut that is only right for commuting covariances is far off here.
+    root_a, root_b = scipy.linalg.sqrtm(cov_a).real, scipy.linalg.sqrtm(cov_b).real
+    shortcut = shift + float(np.trace(cov_a + cov_b - 2 * root_a @ root_b))
+    assert abs(shortcut - expected) > 0.2 * expected
+    assert float(frechet_distance(a, b)) == pytest.approx(expected, rel=1e-5)
+    assert float(frechet_distance(b, a)) == pytest.approx(expected, rel=1e-5)
