@@ -14,7 +14,6 @@ Example:
 """
 
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -31,6 +30,7 @@ from torchgeo_specdm.evaluation.judges import (
     make_downstream_task,
     score_downstream,
 )
+from torchgeo_specdm.sample import file_sha256
 from torchgeo_specdm.tasks.utils import infer_data_spec
 
 #: Seed of every judge: no downstream run (seeds 0, 1, ...) shares its initialisation.
@@ -41,15 +41,6 @@ JUDGE_STEPS = {'oscd': 900, 'simulated-segmentation': 900, 'salinas-a': 900}
 CHANGE_PATCH_SHARE = 0.25
 IMAGES = 'Onera Satellite Change Detection dataset - Images'
 TEST_LABELS = 'Onera Satellite Change Detection dataset - Test Labels'
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def heldout_cities(test_root: str | None) -> list[str]:
