@@ -138,6 +138,26 @@ def test_explicit_class_counts(
     assert 'set it to at least 4' in err
 
 
+def test_patch_size_the_latents_cannot_divide(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ['fit', '--config', VAE, '--config', str(CONF / 'raster_mask.yaml')]
+    args += ['--trainer.fast_dev_run=true', f'--trainer.default_root_dir={tmp_path}']
+    args += [*PATHS, *SMALL_VAE, '--data.init_args.patch_size=18']
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err
+    assert err.strip().splitlines()[-1] == (
+        'specdm fit: error: the datamodule serves 18 x 18 px images, which '
+        'downsampling_factor=4 does not divide. Crop or pad them to a multiple of 4 '
+        '(for a GeoDataModule, set patch_size to one), or set '
+        '--model.init_args.downsampling_factor to a factor of both sides.'
+    )
+
+
 @pytest.mark.parametrize(
     ('options', 'message'),
     [

@@ -291,8 +291,9 @@ def check_data_spec(
             'checkpoint' (a trained model) or 'arguments' (the task's arguments).
 
     Raises:
-        InvalidInputError: if band count or dates differ, or the classes are fewer
-            than the data needs.
+        InvalidInputError: if band count or dates differ, the image size is not a
+            multiple of the downsampling factor, or the classes are fewer than the
+            data needs.
     """
     settings = (
         f'(in_channels={hparams["in_channels"]}, num_classes='
@@ -314,6 +315,15 @@ def check_data_spec(
                 f'the model was built for {hparams[key]} {meaning} {settings} but the '
                 f'datamodule gives {spec[key]}. ' + fix.format(key=key, value=spec[key])
             )
+    factor = hparams.get('downsampling_factor')
+    height, width = spec['size']
+    if factor and (height % factor or width % factor):
+        raise InvalidInputError(
+            f'the datamodule serves {height} x {width} px images, which '
+            f'downsampling_factor={factor} does not divide. Crop or pad them to a '
+            f'multiple of {factor} (for a GeoDataModule, set patch_size to one), or '
+            'set --model.init_args.downsampling_factor to a factor of both sides.'
+        )
     classes = hparams['num_classes']
     if classes is None:
         return
