@@ -105,8 +105,17 @@ def heldout_datamodule(
     return demo_datamodule(dataset, root, batch_size, overrides), 'test'
 
 
-def fit_steps(task: Any, datamodule: Any, steps: int, work: Path) -> int:
+def fit_steps(
+    task: Any, datamodule: Any, steps: int, work: Path, checkpoint: Path | None = None
+) -> int:
     """Train for exactly ``steps`` optimizer steps, with no validation pass.
+
+    Args:
+        task: the LightningModule.
+        datamodule: its data.
+        steps: optimizer steps.
+        work: Lightning's root folder.
+        checkpoint: where to save the trained weights (written atomically), if set.
 
     Returns:
         the optimizer steps taken.
@@ -123,6 +132,11 @@ def fit_steps(task: Any, datamodule: Any, steps: int, work: Path) -> int:
         default_root_dir=work,
     )
     trainer.fit(task, datamodule=datamodule)
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        temporary = checkpoint.with_name(f'.{checkpoint.name}.tmp')
+        trainer.save_checkpoint(temporary, weights_only=True)
+        os.replace(temporary, checkpoint)
     return int(trainer.global_step)
 
 

@@ -79,6 +79,8 @@ class LatentDiffusion(BaseTask):
         ema_decay: float | None = 0.999,
         cache_latents: bool = True,
         cache_passes: int = 1,
+        latent_augmentation: Literal['dihedral', 'pixel', 'none'] = 'dihedral',
+        mask_loss_weight: float = 1.0,
         latent_size: Sequence[int] | None = None,
         lr: float = 2e-4,
         patience: int = 10,
@@ -113,6 +115,15 @@ class LatentDiffusion(BaseTask):
             cache_latents: encode the training set once and train on the cache.
             cache_passes: passes over the training set when caching (use more
                 when the dataset crops at random, e.g. OSCD).
+            latent_augmentation: how cached training latents are augmented:
+                'dihedral' flips and rotates the cached latents at every step (the
+                VAE is not equivariant, so a rotated latent decodes less well);
+                'pixel' caches ``cache_passes`` randomly flipped and rotated views
+                of each training image, encoded after the augmentation, and moves
+                nothing afterwards; 'none' trains on the unaugmented latents.
+            mask_loss_weight: weight of the mask stream's latent channels in the
+                denoising loss, relative to the image channels (1: every channel
+                alike); the weights are rescaled to a mean of 1. Two-stream VAEs only.
             latent_size: (h, w) of the joint latent; read from the data when
                 training starts, then stored in the checkpoint.
             lr: learning rate of the AdamW optimizer.
@@ -136,8 +147,14 @@ class LatentDiffusion(BaseTask):
             vae: an already loaded VAE (used instead of ``vae_checkpoint``).
 
         Raises:
-            InvalidInputError: for a condition dropout outside [0, 1).
+            InvalidInputError: for a condition dropout outside [0, 1), or a mask
+                loss weight that is not a positive number.
         """
+        if not mask_loss_weight > 0 or mask_loss_weight == float('inf'):
+            raise InvalidInputError(
+                f'mask_loss_weight={mask_loss_weight}: must be a finite number > 0 '
+                '(1 weighs the mask and image latent channels alike).'
+            )
         if not 0 <= condition_dropout < 1:
             raise InvalidInputError(
                 f'condition_dropout={condition_dropout}: must lie in [0, 1); 0.1 '
@@ -271,10 +288,14 @@ class LatentDiffusion(BaseTask):
             # Lightning moves the module to its device only after setup: encode on
             # the trainer's device (the GPU), not on wherever the module still is.
             self.vae.to(self.trainer.strategy.root_device)
+            augmentation = self.hparams['latent_augmentation']
             self.latent_cache = LatentCache.build(
-                self.vae, datamodule, passes=self.hparams['cache_passes']
+                self.vae,
+                datamodule,
+                passes=self.hparams['cache_passes'],
+                augment=augmentation == 'pixel',
             )
-            self.latent_cache.install(datamodule)
+            self.latent_cache.install(datamodule, dihedral=augmentation == 'dihedral')
             if self.num_conditions:
                 self.training_fractions = self.latent_cache.fractions
         elif stage == 'fit' and self.num_conditions:
@@ -328,14 +349,31 @@ class LatentDiffusion(BaseTask):
             target = self.noise_scheduler.get_velocity(latent, noise, timesteps)
         gamma = self.hparams['snr_gamma']
         if gamma is None:
-            return F.mse_loss(prediction.float(), target.float())
+            return self._weigh_channels(
+                F.mse_loss(prediction.float(), target.float(), reduction='none')
+            ).mean()
         snr = compute_snr(self.noise_scheduler, timesteps)
         weights = torch.minimum(snr, torch.full_like(snr, gamma))
         weights = weights / (
             snr + 1 if self.hparams['prediction_type'] == 'v_prediction' else snr
         )
         loss = F.mse_loss(prediction.float(), target.float(), reduction='none')
-        return (loss.mean(dim=(1, 2, 3)) * weights).mean()
+        return (self._weigh_channels(loss).mean(dim=(1, 2, 3)) * weights).mean()
+
+    def _weigh_channels(self, loss: Tensor) -> Tensor:
+        """Weigh the mask stream's channels of a per-element loss [B, C, h, w]."""
+        weight = self.hparams['mask_loss_weight']
+        if weight == 1:
+            return loss
+        channels = self.vae.autoencoder.stream_channels
+        if 'mask' not in channels:
+            raise InvalidInputError(
+                f'mask_loss_weight={weight}: this VAE has no separate mask stream '
+                f'(streams: {", ".join(channels)}); use 1 with the single-stream VAE.'
+            )
+        weights = torch.ones(loss.shape[1], device=loss.device, dtype=loss.dtype)
+        weights[-channels['mask'] :] = weight
+        return loss * (weights / weights.mean()).view(1, -1, 1, 1)
 
     def _training_unet(self) -> Any:
         """The U-Net, or its ``torch.compile`` wrapper while training with it on."""

@@ -39,6 +39,11 @@ def random_dihedral(batch: Sample) -> Sample:
     return out
 
 
+def _unchanged(batch: Sample) -> Sample:
+    """Return a batch of cached posteriors as it is."""
+    return batch
+
+
 def _train_loader(datamodule: LightningDataModule) -> DataLoader[Sample]:
     """A loader over a datamodule's training set, unshuffled where it can be.
 
@@ -116,7 +121,11 @@ class LatentCache(Dataset[Sample]):
     @classmethod
     @torch.no_grad()
     def build(
-        cls, vae: Any, datamodule: LightningDataModule, passes: int = 1
+        cls,
+        vae: Any,
+        datamodule: LightningDataModule,
+        passes: int = 1,
+        augment: bool = False,
     ) -> 'LatentCache':
         """Encode the datamodule's training set.
 
@@ -124,13 +133,20 @@ class LatentCache(Dataset[Sample]):
             vae: a trained :class:`~torchgeo_specdm.tasks.TwoStreamVAE`.
             datamodule: the datamodule, after ``setup('fit')``.
             passes: passes over the training set (more for datasets that crop at
-                random, such as OSCD's one crop per city).
+                random, such as OSCD's one crop per city, or with ``augment``).
+            augment: encode each pass through the datamodule's training
+                augmentation (random flips and rotations in pixel space) instead
+                of its normalisation alone.
 
         Returns:
             the cache.
         """
         loader = _train_loader(datamodule)
-        normalise = datamodule.aug  # type: ignore[attr-defined]
+        normalise = (
+            datamodule.train_aug  # type: ignore[attr-defined]
+            if augment
+            else datamodule.aug  # type: ignore[attr-defined]
+        )
         autoencoder = vae.autoencoder
         device = vae.device
         means, stds, fractions = [], [], []
@@ -181,14 +197,16 @@ class LatentCache(Dataset[Sample]):
         ]
         return torch.cat(fractions)
 
-    def install(self, datamodule: LightningDataModule) -> None:
+    def install(self, datamodule: LightningDataModule, dihedral: bool = True) -> None:
         """Make the datamodule's training loader yield this cache.
 
         The training dataloader then serves cached posteriors, augmented by
-        :func:`random_dihedral` after transfer; validation and test stay as they are.
+        :func:`random_dihedral` after transfer (or left as they are); validation
+        and test stay as they are.
 
         Args:
             datamodule: the datamodule of the running fit.
+            dihedral: flip and rotate the latents of every training batch.
         """
         batch_size = min(datamodule.batch_size, len(self))  # type: ignore[attr-defined]
 
@@ -196,4 +214,6 @@ class LatentCache(Dataset[Sample]):
             return DataLoader(self, batch_size=batch_size, shuffle=True, drop_last=True)
 
         datamodule.train_dataloader = train_dataloader  # type: ignore[method-assign]
-        datamodule.train_aug = random_dihedral  # type: ignore[attr-defined]
+        datamodule.train_aug = (  # type: ignore[attr-defined]
+            random_dihedral if dihedral else _unchanged
+        )

@@ -1,0 +1,424 @@
+"""What breaks the agreement between a generated mask and its generated image?
+
+An ablation of SpecDM's alignment on one dataset, measured by the dataset's fixed judge
+(benchmarks/judge.py): every variant starts from the same seed and gets the same
+optimizer steps, and every figure comes from the same judge. The VAEs are trained once
+per VAE setting and shared by the diffusion variants that use them.
+
+Diagnostics (no diffusion model involved), on the real reference split:
+
+  real pairs            the judge's own agreement with real masks (the ceiling)
+  VAE reconstruction    decode(encode(pair)): what the autoencoder alone keeps
+  rotated latent        decode(rot90(encode(pair))): the latent-space flips and
+                        rotations the diffusion model trains on by default
+
+Variants (each: a VAE, a diffusion training setting and a sampler):
+
+  dihedral              the default: cached latents flipped and rotated every step
+  no-augmentation       cached latents as they are
+  pixel-augmentation    4 flipped / rotated views of each image, encoded after the flip
+  mask-weight-4         mask-stream channels weigh 4x in the denoising loss
+  ddim-50, ddpm-1000    another sampler on the default model
+  single-stream         the paper's single-stream LDM baseline (its own VAE)
+
+Each variant samples --num-samples pairs and is scored by the judge: alignment (mean
+IoU between each generated mask and the judge's prediction on its image), relative to
+the judge on real pairs, KID and precision / recall / density / coverage in the
+judge's features, and the per-class mean-spectrum angle. Reruns skip finished steps
+(VAEs, models, samples and scores are kept under --work-dir), so variants can be run in
+several invocations, or two processes side by side, and then tabulated with --report.
+
+Example:
+    python benchmarks/alignment.py --dataset simulated-segmentation \\
+        --judge outputs/judges/simulated-segmentation --variants dihedral no-augmentation
+    python benchmarks/alignment.py --dataset simulated-segmentation \\
+        --judge outputs/judges/simulated-segmentation --report
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import machine
+from judge import fit_steps, load_judge, real_datamodule
+from lightning.pytorch import seed_everything
+from torch import Tensor
+
+from torchgeo_specdm import metrics
+from torchgeo_specdm.evaluation.judges import predict_labels
+from torchgeo_specdm.evaluation.report import evaluate_synthetic
+from torchgeo_specdm.sample import file_sha256, generate
+from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
+
+RESULTS = Path(__file__).parent / 'results'
+SEED = 0
+#: Held-out simulator scenes the judge-space metrics compare generated pairs with.
+REFERENCE_SCENES = 256
+
+#: VAE settings (TwoStreamVAE arguments on top of the demo's).
+VAES: dict[str, dict[str, Any]] = {
+    'two_stream': {},
+    'single_stream': {'architecture': 'single_stream'},
+}
+
+#: Variant name -> VAE, LatentDiffusion arguments, sampler and steps, and guide options.
+VARIANTS: dict[str, dict[str, Any]] = {
+    'dihedral': {'vae': 'two_stream', 'diffusion': {}},
+    'no-augmentation': {
+        'vae': 'two_stream',
+        'diffusion': {'latent_augmentation': 'none'},
+    },
+    'pixel-augmentation': {
+        'vae': 'two_stream',
+        'diffusion': {'latent_augmentation': 'pixel', 'cache_passes': 4},
+    },
+    'mask-weight-4': {'vae': 'two_stream', 'diffusion': {'mask_loss_weight': 4.0}},
+    'ddim-50': {
+        'vae': 'two_stream',
+        'diffusion': {},
+        'model': 'dihedral',
+        'sampler': 'ddim',
+        'steps': 50,
+    },
+    'ddpm-1000': {
+        'vae': 'two_stream',
+        'diffusion': {},
+        'model': 'dihedral',
+        'sampler': 'ddpm',
+        'steps': 1000,
+    },
+    'single-stream': {'vae': 'single_stream', 'diffusion': {}},
+}
+
+
+def log(message: str) -> None:
+    print(f'[{time.strftime("%H:%M:%S")}] {message}', flush=True)
+
+
+def data(options: argparse.Namespace, batch_size: int = 16) -> Any:
+    return real_datamodule(options.dataset, options.root, None, batch_size)
+
+
+def train_vae(options: argparse.Namespace, name: str) -> Path:
+    """The VAE of one setting, trained for --vae-steps (or the saved one)."""
+    path = Path(options.work_dir) / 'vae' / name / 'vae.ckpt'
+    if path.is_file():
+        return path
+    log(f'training VAE {name} for {options.vae_steps} steps')
+    seed_everything(SEED)
+    # The demo's VAE (specdm demo): f=2, 4 + 4 latent channels, lr 2e-3.
+    vae = TwoStreamVAE(
+        image_latent_channels=4,
+        mask_latent_channels=4,
+        latent_channels=8,
+        downsampling_factor=2,
+        lr=2e-3,
+        patience=1000,
+        num_plots=0,
+        **VAES[name],
+    )
+    began = time.perf_counter()
+    fit_steps(vae, data(options), options.vae_steps, path.parent, checkpoint=path)
+    _record(path, began)
+    return path
+
+
+def train_diffusion(options: argparse.Namespace, name: str, vae: Path) -> Path:
+    """A variant's diffusion model, trained for --diffusion-steps (or the saved one)."""
+    path = Path(options.work_dir) / 'diffusion' / name / 'diffusion.ckpt'
+    if path.is_file():
+        return path
+    log(f'training diffusion model {name} for {options.diffusion_steps} steps')
+    seed_everything(SEED)
+    # The demo's diffusion model (specdm demo), with the variant's changes.
+    settings = {
+        'block_out_channels': (32, 64, 128),
+        'attention': False,
+        'lr': 1e-3,
+        'patience': 1000,
+        'sample_every_n_epochs': 10_000,
+    } | VARIANTS[name]['diffusion']
+    model = LatentDiffusion(vae_checkpoint=os.fspath(vae), **settings)
+    began = time.perf_counter()
+    fit_steps(
+        model,
+        data(options, batch_size=32),
+        options.diffusion_steps,
+        path.parent,
+        checkpoint=path,
+    )
+    _record(path, began)
+    return path
+
+
+def _record(checkpoint: Path, began: float) -> None:
+    """Write the training time beside a checkpoint."""
+    record = {'seconds': time.perf_counter() - began, 'sha256': file_sha256(checkpoint)}
+    (checkpoint.parent / 'train.json').write_text(json.dumps(record, indent=2) + '\n')
+
+
+def run_variant(
+    options: argparse.Namespace, name: str, judge: Any, record: dict[str, Any]
+) -> dict[str, Any]:
+    """Train (or reuse), sample and score one variant."""
+    out = Path(options.work_dir) / 'variants' / name
+    result_path = out / 'result.json'
+    if result_path.is_file():
+        return dict(json.loads(result_path.read_text()))
+    spec = VARIANTS[name]
+    vae = train_vae(options, spec['vae'])
+    model_name = spec.get('model', name)
+    checkpoint = train_diffusion(options, model_name, vae)
+    sampler, steps = spec.get('sampler', 'dpmpp'), spec.get('steps', options.steps)
+    log(f'sampling {options.num_samples} pairs of {name} ({sampler}, {steps} steps)')
+    began = time.perf_counter()
+    generate(
+        checkpoint,
+        out / 'generated',
+        options.num_samples,
+        sampler=sampler,  # type: ignore[arg-type]
+        steps=steps,
+        seed=SEED,
+        **spec.get('sample', {}),
+    )
+    sampling_seconds = time.perf_counter() - began
+    log(f'scoring {name}')
+    scores = evaluate_synthetic(
+        out / 'generated', reference(options), out / 'fidelity', judge
+    )
+    trained = json.loads((checkpoint.parent / 'train.json').read_text())
+    result = {
+        'variant': name,
+        'vae': spec['vae'],
+        'diffusion': {k: v for k, v in spec['diffusion'].items()},
+        'model': model_name,
+        'sampler': sampler,
+        'steps': steps,
+        'sample': spec.get('sample', {}),
+        'diffusion_checkpoint_sha256': file_sha256(checkpoint),
+        'diffusion_train_seconds': trained['seconds'],
+        'sampling_seconds_per_pair': sampling_seconds / options.num_samples,
+        'num_synthetic': scores['num_synthetic'],
+        'num_real_reference': scores['num_real'],
+        **{k: scores.get(k) for k in ('alignment', 'kid', 'prdc')},
+        'mean_class_spectrum_sam_degrees': scores['mean_class_spectrum_sam_degrees'],
+        'class_spectrum_sam_degrees': scores['class_spectrum_sam_degrees'],
+        'class_histogram_tv': scores['class_histogram_tv'],
+        'judge_sha256': record['sha256'],
+    }
+    result_path.write_text(json.dumps(result, indent=2) + '\n')
+    return result
+
+
+def reference(options: argparse.Namespace) -> Any:
+    overrides = (
+        {'num_val': REFERENCE_SCENES} if options.dataset.startswith('simulated') else {}
+    )
+    return real_datamodule(options.dataset, options.root, None, 16, overrides)
+
+
+@torch.no_grad()
+def diagnostics(options: argparse.Namespace, judge: Any) -> dict[str, Any]:
+    """Judge agreement of real pairs, VAE reconstructions and rotated latents."""
+    path = Path(options.work_dir) / 'diagnostics.json'
+    if path.is_file():
+        return dict(json.loads(path.read_text()))
+    log('diagnostics: real pairs, VAE reconstructions, rotated latents')
+    datamodule = reference(options)
+    datamodule.setup('validate')
+    dataset = datamodule.val_dataset
+    samples = [dataset[i] for i in range(len(dataset))]
+    batch = datamodule.aug(
+        {
+            'image': torch.stack([s['image'] for s in samples]),
+            'mask': torch.stack([s['mask'] for s in samples]),
+        }
+    )
+    image, mask = batch['image'], batch['mask'].long()
+    if mask.ndim == 4:
+        mask = mask[:, 0]
+    classes = int(judge.hparams['num_classes'])
+    result: dict[str, Any] = {'num_pairs': len(image)}
+    result['real'] = _agreement(judge, image, mask, mask, classes)
+    for name in VAES:
+        vae = TwoStreamVAE.from_checkpoint(train_vae(options, name)).eval()
+        autoencoder = vae.autoencoder
+        latents = autoencoder.join(autoencoder.encode_latents(image, mask))
+        entry: dict[str, Any] = {}
+        decoded, logits = autoencoder.decode_joint(latents)
+        entry['reconstruction'] = _agreement(
+            judge, decoded, logits.argmax(1), mask, classes
+        )
+        turned = torch.rot90(latents, 1, dims=(-2, -1))
+        decoded, logits = autoencoder.decode_joint(turned)
+        entry['rotated_latent'] = _agreement(
+            judge,
+            decoded,
+            logits.argmax(1),
+            torch.rot90(mask, 1, dims=(-2, -1)),
+            classes,
+        )
+        result[f'vae_{name}'] = entry
+    path.write_text(json.dumps(result, indent=2) + '\n')
+    return result
+
+
+def _agreement(
+    judge: Any, image: Tensor, mask: Tensor, truth: Tensor, classes: int
+) -> dict[str, float]:
+    """Judge alignment of (image, mask) pairs, and the masks' accuracy against truth."""
+    predicted = predict_labels(judge, image)
+    return {
+        'alignment': float(metrics.alignment_scores(mask, predicted, classes).mean()),
+        'mask_accuracy': float((mask == truth).float().mean()),
+    }
+
+
+def report(options: argparse.Namespace, record: dict[str, Any], seconds: float) -> None:
+    """Collect every finished variant into benchmarks/results/alignment_<dataset>.*."""
+    folder = Path(options.work_dir) / 'variants'
+    variants = [
+        json.loads((folder / name / 'result.json').read_text())
+        for name in VARIANTS
+        if (folder / name / 'result.json').is_file()
+    ]
+    diagnostic = diagnostics(options, load_judge(Path(options.judge), False)[0])
+    summary = {
+        'dataset': options.dataset,
+        'command': ' '.join(sys.argv),
+        'machine': machine(),
+        'protocol': {
+            'seed': SEED,
+            'vae_steps': options.vae_steps,
+            'diffusion_steps': options.diffusion_steps,
+            'num_samples': options.num_samples,
+        },
+        'judge': {
+            'path': options.judge,
+            'sha256': record['sha256'],
+            'real_score': record['real_score'],
+        },
+        'diagnostics': diagnostic,
+        'variants': variants,
+    }
+    name = f'alignment_{options.dataset}'
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f'{name}.json').write_text(json.dumps(summary, indent=2) + '\n')
+    (RESULTS / f'{name}.md').write_text(markdown(summary) + '\n')
+    log(f'wrote {RESULTS / name}.json and .md')
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    judge = summary['judge']
+    protocol = summary['protocol']
+    diagnostic = summary['diagnostics']
+    real = diagnostic['real']['alignment']
+    lines = [
+        f'# Alignment ablation: {summary["dataset"]}',
+        '',
+        f'Command: `{summary["command"]}`',
+        '',
+        f'Machine: {summary["machine"]}.',
+        '',
+        f'Same seed ({protocol["seed"]}) for every variant; VAEs {protocol["vae_steps"]} '
+        f'optimizer steps, diffusion models {protocol["diffusion_steps"]} steps, '
+        f'{protocol["num_samples"]} pairs each. One judge for every figure '
+        f'(`{judge["path"]}`, sha256 `{judge["sha256"][:12]}`; its test score: '
+        + ', '.join(
+            f'{k} {v:.3f}' for k, v in judge['real_score'].items() if '/' not in k
+        )
+        + ').',
+        '',
+        f'## Diagnostics on real reference pairs ({diagnostic["num_pairs"]} pairs)',
+        '',
+        '| pairs | judge alignment | relative to real | mask accuracy against truth |',
+        '| --- | --- | --- | --- |',
+        f'| real | {real:.3f} | 1.00 | 1.000 |',
+    ]
+    for key, entry in diagnostic.items():
+        if not key.startswith('vae_'):
+            continue
+        for kind, label in (
+            ('reconstruction', 'reconstruction'),
+            ('rotated_latent', 'rot90 of the latent'),
+        ):
+            value = entry[kind]
+            lines.append(
+                f'| {key[4:]} VAE, {label} | {value["alignment"]:.3f} | '
+                f'{value["alignment"] / real:.2f} | {value["mask_accuracy"]:.3f} |'
+            )
+    lines += [
+        '',
+        '## Variants',
+        '',
+        (
+            '| variant | VAE | training change | sampler | alignment mean '
+            '| relative to real | KID x 1e3 (+- std) | precision | recall | density '
+            '| coverage | class-spectrum SAM (deg) | s / pair |'
+        ),
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ]
+    for variant in summary['variants']:
+        alignment = variant['alignment'] or {}
+        kid = variant['kid'] or {}
+        prdc = variant['prdc'] or {}
+        change = ', '.join(f'{k}={v}' for k, v in variant['diffusion'].items()) or '-'
+        lines.append(
+            f'| {variant["variant"]} | {variant["vae"]} | {change} | '
+            f'{variant["sampler"]} {variant["steps"]} | '
+            f'{alignment.get("mean", float("nan")):.3f} | '
+            f'{alignment.get("relative", float("nan")):.2f} | '
+            f'{1e3 * kid.get("mean", float("nan")):.2f} +- '
+            f'{1e3 * kid.get("std", float("nan")):.2f} | '
+            + ' | '.join(
+                f'{prdc.get(k, float("nan")):.3f}'
+                for k in ('precision', 'recall', 'density', 'coverage')
+            )
+            + f' | {variant["mean_class_spectrum_sam_degrees"]:.2f} | '
+            f'{variant["sampling_seconds_per_pair"]:.3f} |'
+        )
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--dataset',
+        default='simulated-segmentation',
+        choices=['simulated-segmentation'],
+    )
+    parser.add_argument('--root', help='real dataset root (real datasets)')
+    parser.add_argument('--judge', required=True, help='folder of benchmarks/judge.py')
+    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=[])
+    parser.add_argument('--vae-steps', type=int, default=1500)
+    parser.add_argument('--diffusion-steps', type=int, default=1500)
+    parser.add_argument('--num-samples', type=int, default=256)
+    parser.add_argument('--steps', type=int, default=25, help='DPM-Solver++ steps')
+    parser.add_argument('--work-dir', default='outputs/alignment')
+    parser.add_argument(
+        '--report', action='store_true', help='tabulate the finished variants'
+    )
+    options = parser.parse_args()
+    began = time.perf_counter()
+    judge, record = load_judge(Path(options.judge), change=False)
+    if options.report:
+        report(options, record, time.perf_counter() - began)
+        return
+    for name in options.variants:
+        result = run_variant(options, name, judge, record)
+        alignment = result['alignment'] or {}
+        log(
+            f'{name}: alignment {alignment.get("mean"):.3f} '
+            f'(relative {alignment.get("relative"):.2f})'
+        )
+
+
+if __name__ == '__main__':
+    main()
