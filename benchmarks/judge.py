@@ -35,6 +35,10 @@ from torchgeo_specdm.tasks.utils import infer_data_spec
 
 #: Seed of every judge: no downstream run (seeds 0, 1, ...) shares its initialisation.
 JUDGE_SEED = 1000
+#: Seed and encoder of a guide (``--role guide``): a real-trained model that steers or
+#: refines sampling must not be the judge that scores it.
+GUIDE_SEED = 2000
+ROLES = {'judge': (JUDGE_SEED, 'resnet18'), 'guide': (GUIDE_SEED, 'resnet34')}
 #: Optimizer steps of the judge per dataset family (several downstream runs' worth).
 JUDGE_STEPS = {'oscd': 900, 'simulated-segmentation': 900, 'salinas-a': 900}
 #: Share of OSCD training patches placed around a changed pixel.
@@ -148,16 +152,18 @@ def train_judge(
     steps: int,
     batch_size: int = 16,
     lr: float = 1e-3,
+    role: str = 'judge',
 ) -> dict[str, Any]:
-    """Train, save and score the judge of a dataset.
+    """Train, save and score the judge (or a guide) of a dataset.
 
     Returns:
         the judge record: ``path``, ``sha256``, ``real_score`` (on the real test
-        split), ``split``, ``optimizer_steps``, ``seed``, the training cities
-        (OSCD) and ``seconds``.
+        split), ``split``, ``optimizer_steps``, ``seed``, ``backbone``, ``role``,
+        the training cities (OSCD) and ``seconds``.
     """
     began = time.perf_counter()
-    seed_everything(JUDGE_SEED)
+    seed, backbone = ROLES[role]
+    seed_everything(seed)
     datamodule = real_datamodule(dataset, root, test_root, batch_size)
     datamodule.setup('fit')
     spec = infer_data_spec(datamodule)
@@ -168,6 +174,7 @@ def train_judge(
         lr=lr,
         ignore_index=getattr(datamodule, 'ignore_index', None),
         schedule='steps',
+        backbone=backbone,  # type: ignore[arg-type]
     )
     out.mkdir(parents=True, exist_ok=True)
     taken = fit_steps(task, datamodule, steps, out / 'lightning')
@@ -182,7 +189,9 @@ def train_judge(
         'path': os.fspath(path),
         'sha256': file_sha256(path),
         'optimizer_steps': taken,
-        'seed': JUDGE_SEED,
+        'seed': seed,
+        'backbone': backbone,
+        'role': role,
         'train_cities': getattr(datamodule, 'train_cities', None),
         'val_cities': getattr(datamodule, 'val_cities', None),
         'seconds': time.perf_counter() - began,
@@ -242,14 +251,24 @@ def main() -> None:
     parser.add_argument(
         '--steps', type=int, help='optimizer steps (default: per dataset)'
     )
-    parser.add_argument('--out', help='folder (default: outputs/judges/DATASET)')
+    parser.add_argument(
+        '--role',
+        choices=list(ROLES),
+        default='judge',
+        help='judge (seed 1000, ResNet-18) or guide (seed 2000, ResNet-34), never '
+        'the same model',
+    )
+    parser.add_argument(
+        '--out', help='folder (default: outputs/judges/DATASET, or outputs/guides/)'
+    )
     parser.add_argument(
         '--rescore',
         action='store_true',
         help='keep the saved judge; recalibrate its change threshold and rescore it',
     )
     options = parser.parse_args()
-    out = Path(options.out or f'outputs/judges/{options.dataset}')
+    folder = 'judges' if options.role == 'judge' else 'guides'
+    out = Path(options.out or f'outputs/{folder}/{options.dataset}')
     if options.rescore:
         judge, record = load_judge(out, options.dataset in ('oscd', 'simulated-change'))
         record = score_judge(
@@ -258,7 +277,12 @@ def main() -> None:
     else:
         steps = options.steps or JUDGE_STEPS.get(options.dataset, 900)
         record = train_judge(
-            options.dataset, options.root, options.test_root, out, steps
+            options.dataset,
+            options.root,
+            options.test_root,
+            out,
+            steps,
+            role=options.role,
         )
     print(json.dumps(record, indent=2))
 

@@ -81,6 +81,7 @@ def make_downstream_task(
     schedule: Literal['plateau', 'steps'] = 'plateau',
     change_loss: Literal['dice', 'bce', 'focal', 'jaccard'] = 'dice',
     pos_weight: float | None = None,
+    backbone: Literal['resnet18', 'resnet34'] = 'resnet18',
 ) -> SemanticSegmentation | ChangeDetection:
     """TorchGeo's stock smp U-Net (ResNet-18 encoder, trained from scratch).
 
@@ -99,6 +100,7 @@ def make_downstream_task(
             for every training set (see :class:`StepScheduledSegmentation`).
         change_loss: loss of the change task.
         pos_weight: weight of the change class in the 'bce' loss.
+        backbone: the U-Net's encoder (a guide uses another one than the judge).
 
     Returns:
         the task.
@@ -112,7 +114,7 @@ def make_downstream_task(
         if change:
             return change_class(
                 model='unet',
-                backbone='resnet18',
+                backbone=backbone,
                 weights=None,
                 in_channels=in_channels,
                 task='binary',
@@ -122,7 +124,7 @@ def make_downstream_task(
             )
         return segmentation_class(
             model='unet',
-            backbone='resnet18',
+            backbone=backbone,
             weights=None,
             in_channels=in_channels,
             task='multiclass',
