@@ -113,10 +113,6 @@ SYNTHETIC_NEEDED = {
     'pretrain-finetune': 'specdm',
     'synthetic-only': 'specdm',
 }
-#: Regimes that train on real plus every pair (or a ratio) of one generated folder.
-MIXED_REGIMES = tuple(
-    regime for regime in SYNTHETIC_NEEDED if regime.startswith('real+')
-)
 #: Optimizer steps of every regime per dataset family (--steps overrides).
 STEPS = {'oscd': 300, 'simulated-segmentation': 200, 'salinas-a': 300}
 QUICK_STEPS = 100
@@ -240,7 +236,7 @@ def run(
     steps = options.steps
     if regime == 'real':
         taken = fit_steps(task, limited, steps, work)
-    elif regime in MIXED_REGIMES:
+    elif regime.startswith('real+'):
         threshold = (
             options.alignment_threshold if regime == 'real+specdm-filt' else None
         )
@@ -608,6 +604,14 @@ def main() -> None:
         help='SpecDM generated folder made by `specdm sample` with a request',
     )
     parser.add_argument(
+        '--extra-synthetic',
+        nargs='+',
+        default=[],
+        metavar='NAME=DIR',
+        help='more generated folders (e.g. guided or refined samples): each adds a '
+        'regime real+NAME that trains on real + every pair of DIR',
+    )
+    parser.add_argument(
         '--judge',
         help='folder of the fixed judge (judge.ckpt + judge.json; default '
         'outputs/judges/DATASET, trained there first when missing)',
@@ -701,6 +705,17 @@ def main() -> None:
         for key in ('specdm', 'baseline', 'rebalanced', 'targeted')
         if getattr(options, f'{key}_synthetic')
     }
+    extra_regimes = []
+    for entry in options.extra_synthetic:
+        key, _, root = entry.partition('=')
+        if not key or not root or key in roots or f'real+{key}' in REGIMES:
+            raise SystemExit(
+                f'--extra-synthetic {entry}: give NAME=DIR with a new NAME (not '
+                f'{", ".join(sorted(set(roots) | set(SYNTHETIC_NEEDED.values())))})'
+            )
+        roots[key] = root
+        SYNTHETIC_NEEDED[f'real+{key}'] = key
+        extra_regimes.append(f'real+{key}')
     for key, root in roots.items():
         if not (Path(root) / 'manifest.json').is_file():
             raise SystemExit(f'--{key}-synthetic {root}: no manifest.json there')
@@ -709,7 +724,7 @@ def main() -> None:
         alignment_threshold(roots['specdm']) if 'specdm' in roots else None
     )
     plan = []
-    for regime in options.regimes:
+    for regime in [*options.regimes, *extra_regimes]:
         needs = SYNTHETIC_NEEDED.get(regime)
         if needs and needs not in roots:
             print(f'skipping {regime}: no --{needs}-synthetic folder given')

@@ -61,6 +61,8 @@ def test_every_regime_takes_the_same_steps_under_one_judge(
         'real+specdm',
         'real+specdm-filt',
         'pretrain-finetune',
+        '--extra-synthetic',
+        f'guided={generated}',
         '--fractions',
         '0.1',
         '--seeds',
@@ -85,13 +87,19 @@ def test_every_regime_takes_the_same_steps_under_one_judge(
     assert result['protocol']['max_steps'] == STEPS
     runs = result['runs']
     regimes = {entry['regime'] for entry in runs}
-    assert regimes == {'real', 'real+specdm', 'real+specdm-filt', 'pretrain-finetune'}
+    assert regimes == {
+        'real',
+        'real+specdm',
+        'real+specdm-filt',
+        'pretrain-finetune',
+        'real+guided',
+    }
     # Appending synthetic pairs changes the data, never the step count.
     assert {entry['optimizer_steps'] for entry in runs} == {STEPS}
     record = json.loads((tmp_path / 'judge' / 'judge.json').read_text())
     assert result['judge']['sha256'] == record['sha256']
     assert {entry['judge_sha256'] for entry in runs} == {record['sha256']}
-    assert set(result['generators']) == {'specdm'}
+    assert set(result['generators']) == {'specdm', 'guided'}
     for generator in result['generators'].values():
         assert generator['kid']['n_fake'] == 8
         assert generator['alignment']['real_mean'] > 0
@@ -100,6 +108,7 @@ def test_every_regime_takes_the_same_steps_under_one_judge(
     assert {(c['regime'], c['fraction'], c['metric']) for c in comparisons} >= {
         ('real+specdm', 0.1, 'miou'),
         ('pretrain-finetune', 0.1, 'miou'),
+        ('real+guided', 0.1, 'miou'),
     }
     for comparison in comparisons:
         assert comparison['seeds'] == [0, 1]
