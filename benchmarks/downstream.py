@@ -79,11 +79,10 @@ from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.patches import ScenePatches
 from torchgeo_specdm.evaluation.judges import (
     calibrate_change_threshold,
-    make_downstream_task,
+    downstream_task_for,
     score_downstream,
 )
 from torchgeo_specdm.evaluation.report import evaluate_synthetic
-from torchgeo_specdm.tasks.utils import infer_data_spec
 
 RESULTS = Path(__file__).parent / 'results'
 #: Per-class IoU keys of segmentation metrics start with this.
@@ -143,6 +142,7 @@ class LimitedDataModule(NonGeoDataModule):
             'num_classes',
             'class_names',
             'collate_fn',
+            'ignore_index',
         ):
             if hasattr(datamodule, name):
                 setattr(self, name, getattr(datamodule, name))
@@ -220,14 +220,9 @@ def run(
         options.dataset, options.root, options.test_root, options.batch_size, overrides
     )
     limited = LimitedDataModule(real, real_share, seed)
-    limited.setup('fit')
-    spec = infer_data_spec(limited)
-    task = make_downstream_task(
-        spec['in_channels'],
-        spec['num_classes'],
-        spec['num_images'] == 2,
+    task = downstream_task_for(
+        limited,
         lr=options.lr,
-        ignore_index=getattr(real, 'ignore_index', None),
         schedule='steps',
         change_loss=options.change_loss,
         pos_weight=options.pos_weight,

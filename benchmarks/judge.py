@@ -26,12 +26,11 @@ from lightning.pytorch import Trainer, seed_everything
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES, demo_datamodule
 from torchgeo_specdm.evaluation.judges import (
     calibrate_change_threshold,
+    downstream_task_for,
     load_downstream,
-    make_downstream_task,
     score_downstream,
 )
 from torchgeo_specdm.sample import file_sha256
-from torchgeo_specdm.tasks.utils import infer_data_spec
 
 #: Seed of every judge: no downstream run (seeds 0, 1, ...) shares its initialisation.
 JUDGE_SEED = 1000
@@ -165,14 +164,9 @@ def train_judge(
     seed, backbone = ROLES[role]
     seed_everything(seed)
     datamodule = real_datamodule(dataset, root, test_root, batch_size)
-    datamodule.setup('fit')
-    spec = infer_data_spec(datamodule)
-    task = make_downstream_task(
-        spec['in_channels'],
-        spec['num_classes'],
-        spec['num_images'] == 2,
+    task = downstream_task_for(
+        datamodule,
         lr=lr,
-        ignore_index=getattr(datamodule, 'ignore_index', None),
         schedule='steps',
         backbone=backbone,  # type: ignore[arg-type]
     )

@@ -48,11 +48,13 @@ def test_pixel_augmentation_caches_flipped_views(
     vae = tiny_vae['simulated_segmentation']
     plain = _fit(vae, tmp_path / 'plain', latent_augmentation='none', cache_passes=3)
     pixel = _fit(vae, tmp_path / 'pixel', latent_augmentation='pixel', cache_passes=3)
-    assert plain.latent_cache is not None and pixel.latent_cache is not None
+    assert plain.latent_cache is not None
+    assert pixel.latent_cache is not None
     assert len(plain.latent_cache) == len(pixel.latent_cache) == 3 * 8
     # Unaugmented passes encode the same images: the same latents every pass.
     means = plain.latent_cache.mean.unflatten(0, (3, 8))
-    assert torch.allclose(means[0], means[1]) and torch.allclose(means[0], means[2])
+    assert torch.allclose(means[0], means[1])
+    assert torch.allclose(means[0], means[2])
     # Pixel-space flips and rotations encode other views of the images.
     views = pixel.latent_cache.mean.unflatten(0, (3, 8))
     assert not torch.allclose(views[0], views[1])

@@ -135,6 +135,32 @@ def make_downstream_task(
         )
 
 
+def downstream_task_for(
+    datamodule: NonGeoDataModule, **kwargs: Any
+) -> SemanticSegmentation | ChangeDetection:
+    """The stock downstream task that fits a datamodule's data.
+
+    Sets the datamodule up for fitting, reads its bands, classes, dates and ignore
+    index, and builds :func:`make_downstream_task` for them.
+
+    Args:
+        datamodule: the training data.
+        kwargs: further :func:`make_downstream_task` arguments (lr, schedule, ...).
+
+    Returns:
+        the untrained task.
+    """
+    datamodule.setup('fit')
+    spec = infer_data_spec(datamodule)
+    return make_downstream_task(
+        spec['in_channels'],
+        spec['num_classes'],
+        spec['num_images'] == 2,
+        ignore_index=getattr(datamodule, 'ignore_index', None),
+        **kwargs,
+    )
+
+
 def train_downstream(
     datamodule: NonGeoDataModule, minutes: float, work_dir: Path, max_epochs: int = -1
 ) -> SemanticSegmentation | ChangeDetection:
@@ -149,14 +175,7 @@ def train_downstream(
     Returns:
         the trained task, in eval mode.
     """
-    datamodule.setup('fit')
-    spec = infer_data_spec(datamodule)
-    task = make_downstream_task(
-        spec['in_channels'],
-        spec['num_classes'],
-        spec['num_images'] == 2,
-        ignore_index=getattr(datamodule, 'ignore_index', None),
-    )
+    task = downstream_task_for(datamodule)
     trainer = timed_trainer(minutes, work_dir, max_epochs=max_epochs)
     trainer.fit(task, datamodule=datamodule)
     os.makedirs(work_dir, exist_ok=True)
