@@ -102,6 +102,19 @@ class TestRealSplit:
             assert torch.equal(train[index]['image'], scene['image'][window])
             assert torch.equal(train[index]['mask'], scene['mask'][window])
 
+    def test_crops_draw_every_train_pixel_alike(
+        self, parts: dict[str, SalinasA]
+    ) -> None:
+        train = parts['train']
+        weights = train.patches.window_weights
+        assert weights is not None
+        # A random pixel, then a window around it: the odds sum to the pixels.
+        assert float(weights.sum()) == pytest.approx(float(train.region.sum()))
+        # The top left train block (Brocoli) touches only val and test blocks, so
+        # it holds 4 windows; its pixels are still drawn as often as others.
+        brocoli = sum(bool((train[i]['mask'] == 1).any()) for i in range(len(train)))
+        assert brocoli >= 0.5 * 512 * 17 * 17 / 4266
+
     def test_eval_grids_cover_their_part_only(
         self, parts: dict[str, SalinasA], scene: dict[str, torch.Tensor]
     ) -> None:

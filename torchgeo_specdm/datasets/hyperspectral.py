@@ -101,6 +101,9 @@ class HyperspectralScene(NonGeoDataset):
     appears in a patch of another, overlaps included; no guard band is needed
     for that. With ``'stratified_blocks'``, random crops may take any window
     that lies wholly inside the part (so across two neighbouring train blocks),
+    drawn as a uniformly random pixel of the part and then a uniformly random
+    window around it (a block whose neighbours belong to other parts holds few
+    windows, but its pixels are drawn as often as any others),
     while grids (``num_patches=None``) tile each block on its own with step
     ``stride`` and add windows flush with the block's far edges, so every pixel
     of the part is in some grid patch. Parts touch along block edges, and a field
@@ -290,9 +293,11 @@ class HyperspectralScene(NonGeoDataset):
         self.mask: Tensor = scene['mask'][box].clone()
         self.image[:, ~self.region] = 0
         self.mask[~self.region] = 0
-        windows = None
+        windows, weights = None, None
         if split_method == 'stratified_blocks':
             windows = self._windows(num_patches is None, stride or patch_size)
+            if num_patches is not None:
+                weights = self._anchor_weights(windows)
         self.patches = ScenePatches(
             [{'image': self.image, 'mask': self.mask}],
             patch_size,
@@ -300,6 +305,7 @@ class HyperspectralScene(NonGeoDataset):
             stride=stride,
             seed=seed,
             windows=windows,
+            window_weights=weights,
         )
 
     def __len__(self) -> int:
@@ -387,6 +393,37 @@ class HyperspectralScene(NonGeoDataset):
             else:
                 out.append(((int(start), 0, int(stop - start), width), part))
         return out
+
+    def _anchor_weights(self, windows: list[tuple[int, int, int]]) -> Tensor:
+        """Odds of each window when a random pixel, then a window around it, is drawn.
+
+        Args:
+            windows: every window wholly inside the part, (0, top, left).
+
+        Returns:
+            float64 [len(windows)]: the sum, over the window's pixels, of one over
+            the number of windows that hold the pixel.
+        """
+        size = self.patch_size
+        starts = torch.zeros(self.region.shape, dtype=torch.float64)
+        for _, top, left in windows:
+            starts[top, left] = 1
+
+        def box_sums(values: Tensor) -> Tensor:
+            total = torch.nn.functional.pad(values, (1, 0, 1, 0)).cumsum(0).cumsum(1)
+            return (
+                total[size:, size:]
+                - total[:-size, size:]
+                - total[size:, :-size]
+                + total[:-size, :-size]
+            )
+
+        # Windows that hold each pixel: those starting up to size - 1 px above
+        # and to the left of it.
+        holders = box_sums(torch.nn.functional.pad(starts, (size - 1, 0, size - 1, 0)))
+        inverse = torch.where(holders > 0, 1 / holders.clamp_min(1), 0)
+        weights = box_sums(inverse)
+        return torch.tensor([float(weights[top, left]) for _, top, left in windows])
 
     def _windows(self, grid: bool, stride: int) -> list[tuple[int, int, int]]:
         """The windows of patches inside this split's part, in box coordinates.

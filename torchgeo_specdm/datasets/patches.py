@@ -3,6 +3,7 @@
 from collections.abc import Callable, Sequence
 
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..types import Sample
@@ -29,6 +30,7 @@ class ScenePatches(Dataset[Sample]):
         seed: int | None = None,
         positive_share: float = 0.0,
         windows: Sequence[tuple[int, int, int]] | None = None,
+        window_weights: Tensor | None = None,
     ) -> None:
         """Initialize a new ScenePatches instance.
 
@@ -53,13 +55,16 @@ class ScenePatches(Dataset[Sample]):
             windows: the only windows (scene index, top, left) that patches may
                 take, e.g. those inside an irregular region: the grid is these
                 windows (``stride`` is then unused) and random crops pick one of
-                them uniformly. ``None``: every window of the scenes.
+                them (uniformly, or by ``window_weights``). ``None``: every
+                window of the scenes.
+            window_weights: relative odds of each of ``windows`` for random
+                crops, [len(windows)], non-negative, not all 0.
 
         Raises:
             InvalidInputError: if a scene is smaller than one patch, ``stride``
                 or ``num_patches`` is below 1, ``positive_share`` is outside
                 [0, 1], or ``windows`` is empty, leaves its scene or comes with
-                a ``positive_share``.
+                a ``positive_share``, or ``window_weights`` do not fit it.
         """
         if not 0 <= positive_share <= 1:
             raise InvalidInputError(
@@ -98,7 +103,18 @@ class ScenePatches(Dataset[Sample]):
                         f'windows: ({index}, {top}, {left}) leaves the {height} x '
                         f'{width} px scene {index} for patch_size={patch_size}.'
                     )
+        if window_weights is not None and (
+            windows is None
+            or window_weights.shape != (len(windows),)
+            or bool((window_weights < 0).any())
+            or not bool(window_weights.sum() > 0)
+        ):
+            raise InvalidInputError(
+                'window_weights: give one non-negative weight per window of '
+                '`windows`, not all 0.'
+            )
         self.windows = windows
+        self.window_weights = window_weights
         self.scenes = list(scenes)
         self.patch_size = patch_size
         self.num_patches = num_patches
@@ -182,7 +198,12 @@ class ScenePatches(Dataset[Sample]):
             the scene index and the top and left pixel of the patch.
         """
         if self.windows is not None:
-            pick = int(torch.randint(0, len(self.windows), (), generator=generator))
+            if self.window_weights is not None:
+                pick = int(
+                    torch.multinomial(self.window_weights, 1, generator=generator)
+                )
+            else:
+                pick = int(torch.randint(0, len(self.windows), (), generator=generator))
             return self.windows[pick]
         scene_index = index % len(self.scenes)
         height, width = self.scenes[scene_index]['image'].shape[-2:]
