@@ -1,5 +1,6 @@
 """Labelled hyperspectral scenes stored as MATLAB files, cut into spatially split patches."""
 
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Literal
@@ -11,6 +12,7 @@ from torch import Tensor
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 
 from ..types import Path, Sample
+from .blocks import Block, block_class_counts, grid_blocks, stratified_assignment
 from .patches import ScenePatches
 from .plotting import plot_segmentation, rgb_band_indices
 from .validation import (
@@ -81,13 +83,38 @@ class HyperspectralScene(NonGeoDataset):
     read with :func:`scipy.io.loadmat`; when a file has no array of the expected
     name, its only 3-D (cube) or 2-D (labels) numeric array is used instead.
 
-    The scene is split spatially: along ``split_axis``, it is cut into three
-    disjoint blocks (train, val, test, in that order, sized by
-    ``split_fractions``). Patches of a split are cut only inside its block, so no
-    pixel of one split appears in a patch of another, overlaps included. A split
-    yields ``num_patches`` seeded random crops, or a grid with step ``stride``.
-    The split's whole block stays in memory as :attr:`image` and :attr:`mask`, and
-    :meth:`window` says where a patch lies in the scene.
+    The scene is split spatially into disjoint parts, in one of two ways
+    (``split_method``):
+
+    * ``'blocks'``: along ``split_axis``, the scene is cut into three blocks
+      (train, val, test, in that order, sized by ``split_fractions``). Fields
+      that lie in one corner of the scene can miss from the val or test block.
+    * ``'stratified_blocks'``: the scene is cut into a grid of ``block_grid``
+      nearly equal blocks, and each block goes to train, val or test as a whole:
+      ``round(fraction * blocks)`` blocks to val and to test, the rest to train,
+      chosen (by :func:`~torchgeo_specdm.datasets.blocks.stratified_assignment`,
+      from the label map alone, with a fixed seed) so that every class is in
+      every part where the blocks allow it, with class shares close to
+      ``split_fractions``. The assignment does not depend on ``seed``.
+
+    Patches of a split are cut only inside its part, so no pixel of one split
+    appears in a patch of another, overlaps included; no guard band is needed
+    for that. With ``'stratified_blocks'``, random crops may take any window
+    that lies wholly inside the part (so across two neighbouring train blocks),
+    drawn as a uniformly random pixel of the part and then a uniformly random
+    window around it (a block whose neighbours belong to other parts holds few
+    windows, but its pixels are drawn as often as any others),
+    while grids (``num_patches=None``) tile each block on its own with step
+    ``stride`` and add windows flush with the block's far edges, so every pixel
+    of the part is in some grid patch. Parts touch along block edges, and a field
+    that crosses an edge lies in both parts: the split keeps pixels and patches
+    apart, not fields.
+
+    A split keeps the bounding box of its part in memory as :attr:`image` and
+    :attr:`mask`, with :attr:`region` marking the part's pixels; pixels of other
+    parts inside the box are zeroed in both (class 0, unlabelled), so they
+    reach neither statistics nor labels. :meth:`window` says where a patch lies in
+    the scene and :attr:`part_blocks` which blocks the part holds.
 
     Samples are ``{'image': float32 [C, H, W], 'mask': int64 [H, W]}``. Index 0
     of :attr:`classes` is 'Unlabelled' in every scene.
@@ -125,6 +152,8 @@ class HyperspectralScene(NonGeoDataset):
         stride: int | None = None,
         split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
         split_axis: Literal['width', 'height'] = 'width',
+        split_method: Literal['blocks', 'stratified_blocks'] = 'blocks',
+        block_grid: Sequence[int] = (5, 5),
         seed: int | None = 0,
         transforms: Callable[[Sample], Sample] | None = None,
     ) -> None:
@@ -136,12 +165,21 @@ class HyperspectralScene(NonGeoDataset):
             bands: bands to return, a subset of :attr:`all_bands` (default: all).
             patch_size: side of each square patch in pixels.
             num_patches: random crops per epoch; ``None`` cuts a grid instead.
-            stride: step of the grid in pixels (default ``patch_size``); rows and
-                columns left over at the block's far edges are not covered.
+            stride: step of the grid in pixels (default ``patch_size``). With
+                ``'blocks'``, rows and columns left over at the block's far edges
+                are not covered; with ``'stratified_blocks'``, each block's grid
+                ends with windows flush with its far edges.
             split_fractions: shares of the scene given to the train, val and test
-                blocks, summing to 1.
-            split_axis: 'width' cuts the blocks side by side (left to right),
-                'height' stacks them (top to bottom).
+                parts, summing to 1 (of its width or height with ``'blocks'``, of
+                its grid blocks with ``'stratified_blocks'``).
+            split_axis: with ``'blocks'``, 'width' cuts the blocks side by side
+                (left to right), 'height' stacks them (top to bottom); unused by
+                ``'stratified_blocks'``.
+            split_method: 'blocks' (three blocks along ``split_axis``) or
+                'stratified_blocks' (grid blocks assigned so every part holds
+                every class); see above.
+            block_grid: blocks per column and per row (``(rows, columns)``) of
+                ``'stratified_blocks'``; each block must hold a patch.
             seed: seed of the random crops, fixed per index; ``None`` draws new
                 crops on each access from torch's global generator.
             transforms: a function/transform that takes an input sample
@@ -149,7 +187,7 @@ class HyperspectralScene(NonGeoDataset):
 
         Raises:
             InvalidInputError: if an argument is invalid, a file cannot be used, or
-                the split's block is smaller than one patch.
+                a block of the split is smaller than one patch.
             DatasetNotFoundError: if the dataset is not found in ``root``.
         """
         name = type(self).__name__
@@ -181,6 +219,28 @@ class HyperspectralScene(NonGeoDataset):
             raise InvalidInputError(
                 f"split_axis={split_axis!r}: choose 'width' or 'height'."
             )
+        if split_method not in ('blocks', 'stratified_blocks'):
+            raise InvalidInputError(
+                f"split_method={split_method!r}: choose 'blocks' or "
+                "'stratified_blocks'."
+            )
+        grid = tuple(block_grid)
+        num_blocks = int(np.prod(grid)) if grid else 0
+        shares = (
+            max(1, round(fractions[1] * num_blocks)),
+            max(1, round(fractions[2] * num_blocks)),
+        )
+        if split_method == 'stratified_blocks' and (
+            len(grid) != 2
+            or any(not isinstance(n, int) or n < 1 for n in grid)
+            or sum(shares) >= num_blocks
+        ):
+            raise InvalidInputError(
+                f'block_grid={list(block_grid)}: give two whole numbers of blocks '
+                '(rows, columns), at least 1 each, with enough blocks for train '
+                f'after val and test take their split_fractions={list(fractions)} '
+                'of them (e.g. (5, 5)).'
+            )
         self.root = root
         self.split = split
         self.bands = bands
@@ -188,31 +248,64 @@ class HyperspectralScene(NonGeoDataset):
         self.patch_size = patch_size
         self.split_fractions = fractions
         self.split_axis = split_axis
+        self.split_method = split_method
+        self.block_grid = grid
         self.transforms = transforms
         self._verify()
 
         scene = self.load_scene()
         self.scene_size = tuple(scene['mask'].shape)
+        #: Every block of the split method with its part (0 train, 1 val, 2 test).
+        self.block_parts: list[tuple[Block, int]] = self._assign(scene['mask'])
+        #: The blocks of this split's part, in scene coordinates.
+        self.part_blocks = [
+            block
+            for block, part in self.block_parts
+            if part == self.splits.index(split)
+        ]
         self.top, self.left, height, width = self.block(split)
-        if min(height, width) < patch_size:
-            raise InvalidInputError(
-                f'{name} split {split!r}: its block is {height} x {width} px of the '
-                f'{self.scene_size[0]} x {self.scene_size[1]} px scene, smaller than '
-                f'patch_size={patch_size}. Use a smaller patch_size or change '
-                f'split_fractions={list(fractions)}.'
+        for _, _, block_height, block_width in self.part_blocks:
+            if min(block_height, block_width) >= patch_size:
+                continue
+            change = (
+                f'split_fractions={list(fractions)}'
+                if split_method == 'blocks'
+                else f'block_grid={list(grid)} (fewer, larger blocks)'
             )
-        region = {
-            key: value[..., self.top : self.top + height, self.left : self.left + width]
-            for key, value in scene.items()
-        }
-        self.image: Tensor = region['image'].clone()
-        self.mask: Tensor = region['mask'].clone()
+            raise InvalidInputError(
+                f'{name} split {split!r}: its block is {block_height} x '
+                f'{block_width} px of the {self.scene_size[0]} x '
+                f'{self.scene_size[1]} px scene, smaller than '
+                f'patch_size={patch_size}. Use a smaller patch_size or change '
+                f'{change}.'
+            )
+        #: Pixels of this split's part inside the bounding box, [H, W].
+        self.region = torch.zeros(height, width, dtype=torch.bool)
+        for top, left, block_height, block_width in self.part_blocks:
+            top, left = top - self.top, left - self.left
+            self.region[top : top + block_height, left : left + block_width] = True
+        box = (
+            ...,
+            slice(self.top, self.top + height),
+            slice(self.left, self.left + width),
+        )
+        self.image: Tensor = scene['image'][box].clone()
+        self.mask: Tensor = scene['mask'][box].clone()
+        self.image[:, ~self.region] = 0
+        self.mask[~self.region] = 0
+        windows, weights = None, None
+        if split_method == 'stratified_blocks':
+            windows = self._windows(num_patches is None, stride or patch_size)
+            if num_patches is not None:
+                weights = self._anchor_weights(windows)
         self.patches = ScenePatches(
             [{'image': self.image, 'mask': self.mask}],
             patch_size,
             num_patches=num_patches,
             stride=stride,
             seed=seed,
+            windows=windows,
+            window_weights=weights,
         )
 
     def __len__(self) -> int:
@@ -250,23 +343,121 @@ class HyperspectralScene(NonGeoDataset):
         _, top, left = self.patches.window(index)
         return self.top + top, self.left + left
 
-    def block(self, split: str) -> tuple[int, int, int, int]:
-        """The region of the scene that a split's patches come from.
+    def block(self, split: str) -> Block:
+        """The bounding box of the part of the scene that a split's patches come from.
 
         Args:
             split: one of 'train', 'val' or 'test'.
 
         Returns:
-            top, left, height and width of the block, in pixels.
+            top, left, height and width of the box, in pixels: the split's block
+            with ``'blocks'``.
+        """
+        part = self.splits.index(split)
+        blocks = [block for block, owner in self.block_parts if owner == part]
+        top = min(block[0] for block in blocks)
+        left = min(block[1] for block in blocks)
+        bottom = max(block[0] + block[2] for block in blocks)
+        right = max(block[1] + block[3] for block in blocks)
+        return top, left, bottom - top, right - left
+
+    def class_counts(self) -> Tensor:
+        """Pixels of each class in this split's part, as its :attr:`mask` holds them.
+
+        Returns:
+            int64 [len(classes)]; index 0 counts unlabelled pixels of the part.
+        """
+        return torch.bincount(self.mask[self.region], minlength=len(self.classes))
+
+    def _assign(self, mask: Tensor) -> list[tuple[Block, int]]:
+        """Cut the scene into blocks and give each to a part.
+
+        Args:
+            mask: class indices of the whole scene, [H, W].
+
+        Returns:
+            every block with its part: 0 train, 1 val, 2 test.
         """
         height, width = self.scene_size
+        if self.split_method == 'stratified_blocks':
+            blocks = grid_blocks(height, width, self.block_grid)
+            counts = block_class_counts(mask, blocks, len(self.classes))
+            parts = stratified_assignment(counts, self.split_fractions)
+            return [(b, int(p)) for b, p in zip(blocks, parts, strict=True)]
         length = width if self.split_axis == 'width' else height
         edges = np.rint(np.cumsum((0, *self.split_fractions)) * length).astype(int)
-        position = self.splits.index(split)
-        start, stop = int(edges[position]), int(edges[position + 1])
-        if self.split_axis == 'width':
-            return 0, start, height, stop - start
-        return start, 0, stop - start, width
+        out = []
+        for part, (start, stop) in enumerate(itertools.pairwise(edges)):
+            if self.split_axis == 'width':
+                out.append(((0, int(start), height, int(stop - start)), part))
+            else:
+                out.append(((int(start), 0, int(stop - start), width), part))
+        return out
+
+    def _anchor_weights(self, windows: list[tuple[int, int, int]]) -> Tensor:
+        """Odds of each window when a random pixel, then a window around it, is drawn.
+
+        Args:
+            windows: every window wholly inside the part, (0, top, left).
+
+        Returns:
+            float64 [len(windows)]: the sum, over the window's pixels, of one over
+            the number of windows that hold the pixel.
+        """
+        size = self.patch_size
+        starts = torch.zeros(self.region.shape, dtype=torch.float64)
+        for _, top, left in windows:
+            starts[top, left] = 1
+
+        def box_sums(values: Tensor) -> Tensor:
+            total = torch.nn.functional.pad(values, (1, 0, 1, 0)).cumsum(0).cumsum(1)
+            return (
+                total[size:, size:]
+                - total[:-size, size:]
+                - total[size:, :-size]
+                + total[:-size, :-size]
+            )
+
+        # Windows that hold each pixel: those starting up to size - 1 px above
+        # and to the left of it.
+        holders = box_sums(torch.nn.functional.pad(starts, (size - 1, 0, size - 1, 0)))
+        inverse = torch.where(holders > 0, 1 / holders.clamp_min(1), 0)
+        weights = box_sums(inverse)
+        return torch.tensor([float(weights[top, left]) for _, top, left in windows])
+
+    def _windows(self, grid: bool, stride: int) -> list[tuple[int, int, int]]:
+        """The windows of patches inside this split's part, in box coordinates.
+
+        Args:
+            grid: each block's grid of step ``stride``, with windows flush with
+                its far edges (True); or every window wholly inside the part.
+            stride: step of the grid in pixels.
+
+        Returns:
+            (0, top, left) of each window.
+        """
+        size = self.patch_size
+        if grid:
+            windows = []
+            for top, left, height, width in self.part_blocks:
+                rows = sorted({*range(0, height - size + 1, stride), height - size})
+                cols = sorted({*range(0, width - size + 1, stride), width - size})
+                windows += [
+                    (0, top - self.top + row, left - self.left + col)
+                    for row in rows
+                    for col in cols
+                ]
+            return windows
+        inside = torch.nn.functional.pad(self.region.double(), (1, 0, 1, 0))
+        total = inside.cumsum(0).cumsum(1)
+        sums = (
+            total[size:, size:]
+            - total[:-size, size:]
+            - total[size:, :-size]
+            + total[:-size, :-size]
+        )
+        full = (sums == size * size).nonzero().tolist()
+        return [(0, int(top), int(left)) for top, left in full]
 
     def _verify(self) -> None:
         """Verify that the dataset is present.

@@ -3,6 +3,7 @@
 from collections.abc import Callable, Sequence
 
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..types import Sample
@@ -28,6 +29,8 @@ class ScenePatches(Dataset[Sample]):
         stride: int | None = None,
         seed: int | None = None,
         positive_share: float = 0.0,
+        windows: Sequence[tuple[int, int, int]] | None = None,
+        window_weights: Tensor | None = None,
     ) -> None:
         """Initialize a new ScenePatches instance.
 
@@ -49,11 +52,19 @@ class ScenePatches(Dataset[Sample]):
                 pixel whose mask is above 0 (a changed pixel in OSCD), so rare
                 positives are drawn more often than their share of the scene.
                 Scenes without such pixels get uniform crops.
+            windows: the only windows (scene index, top, left) that patches may
+                take, e.g. those inside an irregular region: the grid is these
+                windows (``stride`` is then unused) and random crops pick one of
+                them (uniformly, or by ``window_weights``). ``None``: every
+                window of the scenes.
+            window_weights: relative odds of each of ``windows`` for random
+                crops, [len(windows)], non-negative, not all 0.
 
         Raises:
             InvalidInputError: if a scene is smaller than one patch, ``stride``
-                or ``num_patches`` is below 1, or ``positive_share`` is outside
-                [0, 1].
+                or ``num_patches`` is below 1, ``positive_share`` is outside
+                [0, 1], or ``windows`` is empty, leaves its scene or comes with
+                a ``positive_share``, or ``window_weights`` do not fit it.
         """
         if not 0 <= positive_share <= 1:
             raise InvalidInputError(
@@ -72,6 +83,38 @@ class ScenePatches(Dataset[Sample]):
                     f'scene {index} is {height} x {width} px, smaller than '
                     f'patch_size={patch_size}. Use a smaller patch_size.'
                 )
+        if windows is not None:
+            windows = [(int(i), int(top), int(left)) for i, top, left in windows]
+            if not windows:
+                raise InvalidInputError('windows: empty; give at least one window.')
+            if positive_share > 0:
+                raise InvalidInputError(
+                    f'windows and positive_share={positive_share} cannot be '
+                    'combined: random crops pick one of the windows.'
+                )
+            for index, top, left in windows:
+                if not 0 <= index < len(scenes):
+                    raise InvalidInputError(f'windows: no scene {index}.')
+                height, width = scenes[index]['image'].shape[-2:]
+                if not (
+                    0 <= top <= height - patch_size and 0 <= left <= width - patch_size
+                ):
+                    raise InvalidInputError(
+                        f'windows: ({index}, {top}, {left}) leaves the {height} x '
+                        f'{width} px scene {index} for patch_size={patch_size}.'
+                    )
+        if window_weights is not None and (
+            windows is None
+            or window_weights.shape != (len(windows),)
+            or bool((window_weights < 0).any())
+            or not bool(window_weights.sum() > 0)
+        ):
+            raise InvalidInputError(
+                'window_weights: give one non-negative weight per window of '
+                '`windows`, not all 0.'
+            )
+        self.windows = windows
+        self.window_weights = window_weights
         self.scenes = list(scenes)
         self.patch_size = patch_size
         self.num_patches = num_patches
@@ -83,7 +126,7 @@ class ScenePatches(Dataset[Sample]):
             (scene['mask'].reshape(-1, *scene['mask'].shape[-2:]) > 0).any(0).nonzero()
             for scene in self.scenes
         ]
-        self.grid = [
+        self.grid = windows or [
             (index, top, left)
             for index, scene in enumerate(self.scenes)
             for top in range(0, scene['image'].shape[-2] - patch_size + 1, self.stride)
@@ -154,6 +197,14 @@ class ScenePatches(Dataset[Sample]):
         Returns:
             the scene index and the top and left pixel of the patch.
         """
+        if self.windows is not None:
+            if self.window_weights is not None:
+                pick = int(
+                    torch.multinomial(self.window_weights, 1, generator=generator)
+                )
+            else:
+                pick = int(torch.randint(0, len(self.windows), (), generator=generator))
+            return self.windows[pick]
         scene_index = index % len(self.scenes)
         height, width = self.scenes[scene_index]['image'].shape[-2:]
         size = self.patch_size

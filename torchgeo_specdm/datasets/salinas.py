@@ -44,6 +44,9 @@ class SalinasA(HyperspectralScene):
     wide (train, val, test, from the left). The fields run diagonally across the
     scene, so Brocoli_green_weeds_1 (top left) lies only in the train block and
     Lettuce_romaine_4wk has no test pixel; every other class is in every block.
+    ``split_method='stratified_blocks'`` instead gives 5 x 5 grid blocks to the
+    parts so that train, val and test each hold all six classes (pixel counts
+    in :class:`~torchgeo_specdm.datamodules.SalinasADataModule`).
 
     If you use this dataset in your research, cite the AVIRIS acquisition (NASA
     JPL) and the GIC (UPV/EHU) Hyperspectral Remote Sensing Scenes page.
