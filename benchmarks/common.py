@@ -14,7 +14,11 @@ BENCHMARK_DATA: dict[str, dict[str, Any]] = {
     'simulated-segmentation': {'num_train': 512, 'num_val': 64},
     'simulated-change': {'num_train': 512, 'num_val': 64},
     'segmunich': {},
-    'salinas-a': {'patch_size': 16, 'patches_per_epoch': 512},
+    'salinas-a': {
+        'patch_size': 16,
+        'patches_per_epoch': 512,
+        'split_method': 'stratified_blocks',
+    },
 }
 
 #: Dataset families the VAE benchmarks train on.
