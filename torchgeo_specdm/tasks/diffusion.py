@@ -489,6 +489,7 @@ class LatentDiffusion(BaseTask):
         batch_size: int,
         guidance_scale: float = 1.0,
         plan: Any = None,
+        guidance: Any = None,
     ) -> None:
         """Choose how :meth:`predict_step` samples.
 
@@ -500,6 +501,8 @@ class LatentDiffusion(BaseTask):
             guidance_scale: classifier-free guidance scale (with a plan).
             plan: a :class:`~torchgeo_specdm.generation.SamplePlan` for
                 conditional sampling, or None.
+            guidance: a :class:`~torchgeo_specdm.generation.guidance.GuideSettings`
+                for alignment guidance and mask refinement, or None.
         """
         self.prediction_settings = {
             'sampler': sampler,
@@ -508,6 +511,7 @@ class LatentDiffusion(BaseTask):
             'batch_size': batch_size,
             'guidance_scale': guidance_scale,
             'plan': plan,
+            'guidance': guidance,
         }
 
     def predict_step(
@@ -531,6 +535,9 @@ class LatentDiffusion(BaseTask):
         }
         pipeline = self.pipeline(settings['sampler'])
         pipeline.set_progress_bar_config(disable=True)
+        guidance = settings.get('guidance')
+        if guidance is not None:
+            guidance.guide.to(self.device)
         return draw_pairs(
             pipeline,
             batch.tolist(),
@@ -539,6 +546,7 @@ class LatentDiffusion(BaseTask):
             settings['batch_size'],
             settings.get('guidance_scale', 1.0),
             settings.get('plan'),
+            guidance,
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
