@@ -227,6 +227,47 @@ def sample_main(args: Sequence[str]) -> None:
         help='draws per pair at most with --on-miss redraw; the last is kept and '
         'flagged if it still misses (default: %(default)s)',
     )
+    guiding = parser.add_argument_group(
+        'guide',
+        'A downstream model trained on the real data (a torchgeo SemanticSegmentation '
+        'or binary ChangeDetection checkpoint, e.g. the downstream.ckpt of specdm '
+        'evaluate) steers sampling and fixes masks so that they agree with their '
+        'images. The manifest records its sha256 and the settings.',
+    )
+    guiding.add_argument('--guide', metavar='CKPT', help='the guide checkpoint')
+    guiding.add_argument(
+        '--alignment-guidance',
+        type=float,
+        default=0.0,
+        metavar='S',
+        help="alignment-guidance scale: each guided step moves each sample's "
+        'predicted clean latent by S x 0.1 latent RMS down the gradient of the '
+        "mask's cross-entropy against the guide's prediction (default: %(default)s, "
+        'off)',
+    )
+    guiding.add_argument(
+        '--guidance-start',
+        type=float,
+        default=0.5,
+        metavar='F',
+        help='guided share of the steps: the last ceil(F x steps), the least noisy '
+        '(default: %(default)s)',
+    )
+    guiding.add_argument(
+        '--refine',
+        choices=['ignore', 'relabel'],
+        help='after decoding, pixels where the guide is confident of another class '
+        'become the ignore label (segmentation with an unlabelled class) or the '
+        "guide's class",
+    )
+    guiding.add_argument(
+        '--refine-confidence',
+        type=float,
+        default=0.9,
+        metavar='C',
+        help="the guide's smallest class probability that changes a pixel (default: "
+        '%(default)s)',
+    )
     options = parser.parse_args(args)
     from .sample import generate
 
@@ -247,12 +288,20 @@ def sample_main(args: Sequence[str]) -> None:
         max_attempts=options.max_attempts,
         rebalance=options.rebalance,
         accelerator=options.accelerator,
+        guide=options.guide,
+        alignment_guidance=options.alignment_guidance,
+        guidance_start=options.guidance_start,
+        refine=options.refine,
+        refine_confidence=options.refine_confidence,
     )
     samples = manifest['samples']
     print(f'Wrote {len(samples)} pairs to {os.path.abspath(options.out)}')
     if manifest['generator']['request'] is not None:
         met = sum(bool(sample.get('meets_request')) for sample in samples)
         print(f'{met} of {len(samples)} pairs meet the request')
+    if manifest['generator'].get('refine') is not None:
+        changed = sum(sample['refined_share'] for sample in samples) / len(samples)
+        print(f'refinement changed {changed:.1%} of the mask pixels')
 
 
 def evaluate_main(args: Sequence[str]) -> None:

@@ -17,8 +17,10 @@ import torchgeo_specdm
 
 from .datasets.validation import InvalidInputError
 from .export import DatasetWriter
+from .generation.guidance import GuideSettings, check_guidance
 from .generation.loop import DrawnPair, draw_pairs, sample_blocks
 from .generation.pipeline import DEFAULT_STEPS, Sampler, sample_seed
+from .generation.refine import RefineMode, check_refine, refine_ignore_index
 from .generation.request import OnMiss, SamplePlan, make_plan
 from .types import Path
 
@@ -182,6 +184,8 @@ def generation_settings(
     seed: int,
     guidance_scale: float = 1.0,
     plan: SamplePlan | None = None,
+    guide: Path | None = None,
+    guidance: GuideSettings | None = None,
 ) -> dict[str, Any]:
     """The dataset-writer arguments that describe a generation run.
 
@@ -193,6 +197,8 @@ def generation_settings(
         seed: run seed.
         guidance_scale: classifier-free guidance scale.
         plan: the request plan of a conditional run.
+        guide: the guide's checkpoint file.
+        guidance: how sampling uses the guide.
 
     Returns:
         keyword arguments of :class:`~torchgeo_specdm.export.DatasetWriter`.
@@ -211,7 +217,36 @@ def generation_settings(
             'request': None if plan is None else plan.record,
             'seed': seed,
             'package_version': torchgeo_specdm.__version__,
-        },
+        }
+        | guidance_record(guide, guidance),
+    }
+
+
+def guidance_record(
+    guide: Path | None, guidance: GuideSettings | None
+) -> dict[str, Any]:
+    """The manifest's record of the guide and how sampling used it.
+
+    Args:
+        guide: the guide's checkpoint file, or None.
+        guidance: how sampling uses the guide.
+
+    Returns:
+        ``guide`` (its file's sha256 and name, or None), ``alignment_guidance``
+        (0 when off), ``guidance_start`` (None when off), ``refine`` and
+        ``refine_confidence`` (None without refinement).
+    """
+    settings = guidance or GuideSettings(None)
+    guided = guide is not None and settings.alignment_guidance > 0
+    refined = guide is not None and settings.refine is not None
+    return {
+        'guide': None
+        if guide is None
+        else {'sha256': file_sha256(guide), 'path': os.path.basename(guide)},
+        'alignment_guidance': float(settings.alignment_guidance) if guided else 0.0,
+        'guidance_start': float(settings.guidance_start) if guided else None,
+        'refine': settings.refine if refined else None,
+        'refine_confidence': float(settings.refine_confidence) if refined else None,
     }
 
 
@@ -232,6 +267,11 @@ def generate(
     max_attempts: int = 4,
     rebalance: bool = False,
     accelerator: Accelerator = 'auto',
+    guide: Path | None = None,
+    alignment_guidance: float = 0.0,
+    guidance_start: float = 0.5,
+    refine: RefineMode | None = None,
+    refine_confidence: float = 0.9,
 ) -> dict[str, Any]:
     """Sample pairs and write them as a generated-dataset folder, resuming if needed.
 
@@ -245,6 +285,14 @@ def generate(
     trained with a ``condition``), each pair is sampled with classifier-free
     guidance towards its target; the manifest records the request, and per pair
     its target, whether its mask meets it and how many draws it took.
+
+    With a ``guide`` (a downstream model trained on the real data), alignment
+    guidance steers the last ``guidance_start`` share of the denoising steps
+    towards pairs whose mask agrees with the guide's prediction on the image, and
+    ``refine`` fixes the mask pixels the guide confidently disputes; the manifest
+    records the guide's sha256 and these settings, and per pair its
+    ``refined_share``. Both are deterministic, so resuming and sharding keep the
+    files byte-identical.
 
     Args:
         checkpoint: a LatentDiffusion checkpoint.
@@ -270,6 +318,19 @@ def generate(
             plus the generated ones hold each class (among ``classes``, default
             all) as evenly as ``num_samples`` allows.
         accelerator: 'auto' (a GPU when there is one), 'gpu' or 'cpu'.
+        guide: a SemanticSegmentation (segmentation) or binary ChangeDetection
+            (change) checkpoint trained on the real data.
+        alignment_guidance: alignment-guidance scale S: each guided step moves
+            each sample's predicted clean latent by S * 0.1 latent RMS towards
+            agreement with the guide (0: off, sampling exactly as without it).
+        guidance_start: guided share of the steps, in [0, 1]: the last
+            ``ceil(guidance_start * steps)`` ones.
+        refine: 'ignore' sets the mask pixels the guide confidently gives another
+            class to the ignore index (the guide's ``ignore_index``, else the
+            class named 'Unlabelled'; segmentation only); 'relabel' gives them the
+            guide's class.
+        refine_confidence: the guide's smallest class probability that changes a
+            pixel.
 
     Returns:
         the manifest.
@@ -277,7 +338,8 @@ def generate(
     Raises:
         InvalidInputError: for a non-positive sample count, batch size or device
             count, 'gpu' without a GPU, an output folder that cannot be written,
-            or a request that is malformed or that the model cannot honour.
+            a request that is malformed or that the model cannot honour, or a
+            guide or guidance setting that does not fit.
     """
     from .tasks import LatentDiffusion
 
@@ -289,8 +351,17 @@ def generate(
         raise InvalidInputError(f'--batch-size {batch_size}: must be at least 1.')
     if devices < 1:
         raise InvalidInputError(f'--devices {devices}: must be at least 1.')
+    check_guidance(alignment_guidance, guidance_start, guide is not None)
     device = sampling_device(accelerator)
     model = LatentDiffusion.from_checkpoint(checkpoint)
+    guidance = None
+    if guide is not None:
+        guidance = load_guidance(
+            model, guide, alignment_guidance, guidance_start, refine, refine_confidence
+        )
+        guidance.guide.to(device)
+    else:
+        check_refine(refine, refine_confidence, False, None)
     pipeline = model.pipeline(sampler)
     plan = make_plan(
         model.hparams['condition'],
@@ -306,7 +377,7 @@ def generate(
         max_attempts=max_attempts,
     )
     settings = generation_settings(
-        model, checkpoint, sampler, steps, seed, guidance_scale, plan
+        model, checkpoint, sampler, steps, seed, guidance_scale, plan, guide, guidance
     )
     writer = _make_writer(out, **settings)
     done = writer.completed()
@@ -320,7 +391,7 @@ def generate(
         threads = os.environ.get('OMP_NUM_THREADS')
         os.environ['OMP_NUM_THREADS'] = threads or str(torch.get_num_threads())
         model.configure_prediction(
-            sampler, steps, seed, batch_size, guidance_scale, plan
+            sampler, steps, seed, batch_size, guidance_scale, plan, guidance
         )
         trainer = Trainer(
             accelerator=device.type,
@@ -343,7 +414,7 @@ def generate(
     progress = tqdm(total=num_samples, initial=len(done), desc='sampling', unit='pair')
     for block in blocks:
         pairs = draw_pairs(
-            pipeline, block, seed, steps, batch_size, guidance_scale, plan
+            pipeline, block, seed, steps, batch_size, guidance_scale, plan, guidance
         )
         new = [pair for pair in pairs if pair.index not in done]
         for pair in new:
@@ -351,6 +422,50 @@ def generate(
         progress.update(len(new))
     progress.close()
     return writer.finalize(num_samples)
+
+
+def load_guidance(
+    model: Any,
+    guide: Path,
+    alignment_guidance: float,
+    guidance_start: float,
+    refine: RefineMode | None,
+    refine_confidence: float,
+) -> GuideSettings:
+    """Load a guide checked against a diffusion model, with its settings.
+
+    Args:
+        model: the LatentDiffusion model.
+        guide: the guide's checkpoint.
+        alignment_guidance: alignment-guidance scale.
+        guidance_start: guided share of the steps.
+        refine: refinement mode, or None.
+        refine_confidence: the guide's smallest probability that changes a pixel.
+
+    Returns:
+        the settings, with the guide frozen and in eval mode (on the CPU).
+
+    Raises:
+        InvalidInputError: if the guide does not fit the model or the refinement
+            settings are invalid (e.g. 'ignore' for masks without an ignore label).
+    """
+    from .evaluation.judges import load_guide
+
+    vae = model.vae.hparams
+    change = vae['num_images'] == 2
+    task = load_guide(guide, vae['in_channels'], vae['num_classes'], change)
+    ignore_index = (
+        None if change else refine_ignore_index(task.hparams, model_class_names(model))
+    )
+    check_refine(refine, refine_confidence, True, ignore_index)
+    return GuideSettings(
+        task,
+        alignment_guidance,
+        guidance_start,
+        refine,
+        refine_confidence,
+        ignore_index,
+    )
 
 
 def sampling_device(accelerator: Accelerator) -> torch.device:
@@ -407,19 +522,22 @@ def write_pair(
         pair: the pair.
         seed: the run seed.
         plan: the request plan of a conditional run (adds the pair's target,
-            ``meets_request`` and ``attempts`` to its record).
+            ``meets_request`` and ``attempts`` to its record). A refined pair's
+            record also gets its ``refined_share``.
 
     Raises:
         InvalidInputError: if the disk is full or the file cannot be written.
     """
     index = pair.index
-    extra = None
+    extra: dict[str, Any] = {}
     if plan is not None:
         extra = {
             'target': plan.target_record(index),
             'meets_request': bool(pair.meets),
             'attempts': pair.attempt + 1,
         }
+    if pair.refined_share is not None:
+        extra['refined_share'] = pair.refined_share
     try:
         writer.write(
             index,

@@ -104,6 +104,19 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                 },
                 'seed': {'type': 'integer'},
                 'package_version': {'type': 'string', 'minLength': 1},
+                'guide': {
+                    'type': ['object', 'null'],
+                    'required': ['sha256', 'path'],
+                    'additionalProperties': False,
+                    'properties': {
+                        'sha256': {'type': 'string', 'pattern': '^[0-9a-f]{64}$'},
+                        'path': {'type': 'string', 'minLength': 1},
+                    },
+                },
+                'alignment_guidance': {'type': 'number', 'minimum': 0},
+                'guidance_start': _FRACTION_OR_NULL,
+                'refine': {'enum': ['ignore', 'relabel', None]},
+                'refine_confidence': _FRACTION_OR_NULL,
             },
         },
         'samples': {
@@ -142,6 +155,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                     },
                     'meets_request': {'type': 'boolean'},
                     'attempts': {'type': 'integer', 'minimum': 1},
+                    'refined_share': _FRACTION,
                 },
             },
         },
@@ -170,8 +184,9 @@ MANIFEST_SCHEMA: dict[str, Any] = {
     },
 }
 
-#: Keys of a sample record that describe a conditional run's request.
-REQUEST_KEYS = ('target', 'meets_request', 'attempts')
+#: Optional keys of a sample record: a conditional run's request fields, and the
+#: share of the mask that refinement changed.
+EXTRA_KEYS = ('target', 'meets_request', 'attempts', 'refined_share')
 
 #: Keys of a sample record that hold file paths, in writing order.
 PATH_KEYS = ('image', 'image1', 'image2', 'mask')

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-from einops import rearrange
 from torch import Tensor
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datasets import DatasetNotFoundError
@@ -22,6 +21,7 @@ from torchmetrics.functional.classification import (
 )
 
 from ..datasets.validation import InvalidInputError
+from ..generation.guidance import guide_input
 from ..tasks.checkpoints import own_hyperparameters, read_checkpoint
 from ..tasks.utils import infer_data_spec, timed_trainer
 from ..types import Path
@@ -195,19 +195,94 @@ def load_downstream(path: Path, change: bool) -> SemanticSegmentation | ChangeDe
     Returns:
         the task, in eval mode.
     """
-    checkpoint = read_checkpoint(path)
-    hparams = {
-        k: v for k, v in checkpoint['hyper_parameters'].items() if not k.startswith('_')
+    return _downstream_task(read_checkpoint(path), change)
+
+
+def _hyperparameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in checkpoint.get('hyper_parameters', {}).items()
+        if not k.startswith('_')
     }
+
+
+def _downstream_task(
+    checkpoint: dict[str, Any], change: bool
+) -> SemanticSegmentation | ChangeDetection:
     task_class = ChangeDetection if change else SemanticSegmentation
     with own_hyperparameters():
-        task = task_class(**hparams)
+        task = task_class(**_hyperparameters(checkpoint))
     task.load_state_dict(checkpoint['state_dict'])
     return task.eval()
 
 
-def _model_input(image: Tensor) -> Tensor:
-    return rearrange(image, 'b t c h w -> b (t c) h w') if image.ndim == 5 else image
+def load_guide(
+    path: Path, in_channels: int, num_classes: int, change: bool
+) -> SemanticSegmentation | ChangeDetection:
+    """Load the guide of alignment guidance and refinement, checked against the data.
+
+    Args:
+        path: a SemanticSegmentation (segmentation) or binary ChangeDetection
+            (change) checkpoint trained on the real data.
+        in_channels: bands per image of the diffusion model's VAE.
+        num_classes: mask classes of the VAE.
+        change: the diffusion model generates change pairs.
+
+    Returns:
+        the guide in eval mode, with ``requires_grad`` off on its parameters.
+
+    Raises:
+        InvalidInputError: if the file is missing or unreadable, or the guide's
+            bands, task or classes do not fit the diffusion model.
+
+    .. versionadded:: 0.2
+    """
+    fix = (
+        'Pass a torchgeo '
+        + ('binary ChangeDetection' if change else 'SemanticSegmentation')
+        + ' checkpoint trained on the same data as the diffusion model.'
+    )
+    if not os.path.isfile(path):
+        raise InvalidInputError(f'--guide {path}: file not found. {fix}')
+    try:
+        checkpoint = read_checkpoint(path)
+    except InvalidInputError as error:
+        raise InvalidInputError(f'--guide {error}') from None
+    hparams = _hyperparameters(checkpoint)
+    if 'in_channels' not in hparams or 'task' not in hparams:
+        raise InvalidInputError(
+            f'--guide {path}: not a downstream model checkpoint (no in_channels or '
+            f'task settings). {fix}'
+        )
+    if hparams['in_channels'] != in_channels:
+        raise InvalidInputError(
+            f'--guide {path}: the guide takes {hparams["in_channels"]} bands per '
+            f"image, the diffusion model's images have {in_channels}. {fix}"
+        )
+    if change and hparams['task'] != 'binary':
+        raise InvalidInputError(
+            f'--guide {path}: a {hparams["task"]} model, but change pairs need a '
+            f'binary change detector (one change logit). {fix}'
+        )
+    if not change and (
+        hparams['task'] != 'multiclass' or hparams.get('num_classes') != num_classes
+    ):
+        raise InvalidInputError(
+            f'--guide {path}: a {hparams["task"]} model with '
+            f"{hparams.get('num_classes')} classes, but the diffusion model's masks "
+            f'have {num_classes} classes. {fix}'
+        )
+    try:
+        task = _downstream_task(checkpoint, change)
+    except (RuntimeError, TypeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise InvalidInputError(
+            f'--guide {path}: its weights do not fit a '
+            f'{"change detection" if change else "segmentation"} model ({reason}). '
+            f'{fix}'
+        ) from None
+    task.requires_grad_(False)
+    return task.eval()
 
 
 @torch.no_grad()
@@ -227,7 +302,7 @@ def predict_labels(task: Any, image: Tensor, batch_size: int = 32) -> Tensor:
     threshold = getattr(task, 'change_threshold', 0.5)
     outputs = []
     for start in range(0, len(image), batch_size):
-        logits = task(_model_input(image[start : start + batch_size]))
+        logits = task(guide_input(image[start : start + batch_size]))
         outputs.append(
             (logits[:, 0].sigmoid() > threshold).long()
             if logits.shape[1] == 1
@@ -262,7 +337,7 @@ def calibrate_change_threshold(task: Any, datamodule: NonGeoDataModule) -> float
     probabilities, targets = [], []
     for batch in datamodule.val_dataloader():
         batch = datamodule.aug(batch)
-        logits = task(_model_input(batch['image'].to(task.device)))
+        logits = task(guide_input(batch['image'].to(task.device)))
         probabilities.append(logits[:, 0].sigmoid().flatten().cpu())
         targets.append(batch['mask'].flatten().long())
     task.change_threshold = best_f1_threshold(
@@ -301,9 +376,7 @@ def encoder_features(task: Any, image: Tensor, batch_size: int = 32) -> Tensor:
     """
     features = []
     for start in range(0, len(image), batch_size):
-        deepest = task.model.encoder(_model_input(image[start : start + batch_size]))[
-            -1
-        ]
+        deepest = task.model.encoder(guide_input(image[start : start + batch_size]))[-1]
         features.append(deepest.mean(dim=(2, 3)))
     return torch.cat(features)
 

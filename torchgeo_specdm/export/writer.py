@@ -18,12 +18,12 @@ from torch import Tensor
 
 from ..datasets.manifest import (
     CONFIG_NAME,
+    EXTRA_KEYS,
     FORMAT,
     MANIFEST_NAME,
     MANIFEST_SCHEMA,
     PARTS_DIR,
     PATH_KEYS,
-    REQUEST_KEYS,
     check_header,
     read_json,
     validate,
@@ -320,7 +320,7 @@ class DatasetWriter:
 
     @staticmethod
     def _extra_fields(index: int, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Check a sample's request fields against the schema.
+        """Check a sample's optional fields against the schema.
 
         Args:
             index: sample index.
@@ -334,11 +334,11 @@ class DatasetWriter:
         """
         if not extra:
             return {}
-        unknown = sorted(set(extra) - set(REQUEST_KEYS))
+        unknown = sorted(set(extra) - set(EXTRA_KEYS))
         if unknown:
             raise InvalidInputError(
                 f'extra: unknown fields {unknown} for sample {index}. Pass only '
-                f'{", ".join(REQUEST_KEYS)}.'
+                f'{", ".join(EXTRA_KEYS)}.'
             )
         try:
             fields = json.loads(json.dumps(dict(extra), allow_nan=False))
@@ -376,7 +376,8 @@ class DatasetWriter:
             mask: [H, W] or [1, H, W] class indices (change: 0/1).
             seed: seed the sample was generated from.
             extra: request fields of a conditional run: ``target``,
-                ``meets_request`` and ``attempts`` (see :data:`MANIFEST_SCHEMA`).
+                ``meets_request`` and ``attempts``, and ``refined_share`` of a
+                refined mask (see :data:`MANIFEST_SCHEMA`).
 
         Returns:
             the sample's record, as it will appear in the manifest.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .guidance import GuideSettings
 from .pipeline import SpecDMPipeline, SpecDMPipelineOutput
 from .request import SamplePlan
 
@@ -52,6 +53,8 @@ class DrawnPair:
     attempt: int = 0
     #: whether it meets its request (None without a request).
     meets: bool | None = None
+    #: share of its mask's pixels that refinement changed (None without).
+    refined_share: float | None = None
 
 
 def draw_pairs(
@@ -62,6 +65,7 @@ def draw_pairs(
     batch_size: int,
     guidance_scale: float = 1.0,
     plan: SamplePlan | None = None,
+    guidance: GuideSettings | None = None,
 ) -> list[DrawnPair]:
     """Generate the pairs of some sample indices, redrawing misses if the plan says so.
 
@@ -80,6 +84,8 @@ def draw_pairs(
         batch_size: pairs denoised at once.
         guidance_scale: classifier-free guidance scale (with a plan).
         plan: the request plan, or None for unconditional sampling.
+        guidance: the guide, for alignment guidance and mask refinement (the
+            request check sees the refined mask, the one that is written).
 
     Returns:
         one pair per index, in the order given.
@@ -102,14 +108,18 @@ def draw_pairs(
             pad_batches=True,
             condition=condition,
             guidance_scale=guidance_scale if plan is not None else 1.0,
+            **(guidance.pipeline_kwargs() if guidance is not None else {}),
         )
         assert isinstance(output, SpecDMPipelineOutput)
         retry = []
         for position, index in enumerate(pending):
             mask = output.mask[position]
             meets = None if plan is None else plan.meets(mask, index)
+            share = None
+            if output.refined_share is not None:
+                share = float(output.refined_share[position])
             drawn[index] = DrawnPair(
-                index, output.image[position], mask, attempts[index], meets
+                index, output.image[position], mask, attempts[index], meets, share
             )
             if (
                 plan is not None

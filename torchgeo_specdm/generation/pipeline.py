@@ -19,6 +19,14 @@ from torch import Tensor
 
 from ..datasets.validation import InvalidInputError
 from .conditions import ConditionEmbedding, flag_conditions, null_conditions
+from .guidance import (
+    check_guidance,
+    class_probabilities,
+    guide_input,
+    guided_output,
+    guided_step_count,
+)
+from .refine import RefineMode, check_refine, refine_mask
 
 Sampler = Literal['ddpm', 'ddim', 'dpmpp']
 SAMPLERS: tuple[str, ...] = ('ddpm', 'ddim', 'dpmpp')
@@ -77,6 +85,8 @@ class SpecDMPipelineOutput(BaseOutput):
         image: images in the dataset's native units, [N, C, H, W] or [N, 2, C, H, W].
         mask: labels, [N, H, W] (segmentation) or [N, 1, H, W] (change, 0/1).
         latents: the sampled scaled joint latents, [N, Cz, h, w].
+        refined_share: with ``refine``, the share of each mask's pixels that the
+            refinement changed, [N]; else None.
 
     .. versionadded:: 0.1
     """
@@ -84,6 +94,7 @@ class SpecDMPipelineOutput(BaseOutput):
     image: Tensor
     mask: Tensor
     latents: Tensor
+    refined_share: Tensor | None = None
 
 
 class SpecDMPipeline(DiffusionPipeline):
@@ -139,6 +150,12 @@ class SpecDMPipeline(DiffusionPipeline):
         condition: Tensor | Sequence[float] | Sequence[Sequence[float]] | None = None,
         guidance_scale: float = 1.0,
         attempts: Sequence[int] | None = None,
+        guide: Any = None,
+        alignment_guidance: float = 0.0,
+        guidance_start: float = 0.5,
+        refine: RefineMode | None = None,
+        refine_confidence: float = 0.9,
+        ignore_index: int | None = None,
     ) -> SpecDMPipelineOutput | tuple[Tensor, Tensor, Tensor]:
         """Sample image-mask pairs.
 
@@ -167,6 +184,23 @@ class SpecDMPipeline(DiffusionPipeline):
                 ``condition``.
             attempts: redraw number of each sample (default 0 for all): sample i
                 at attempt a uses the noise seed of (seed, i, a).
+            guide: a downstream SemanticSegmentation or ChangeDetection model
+                (frozen, in eval mode, on the U-Net's device) that takes
+                normalised images; used by ``alignment_guidance`` and ``refine``.
+            alignment_guidance: alignment-guidance scale S. In each guided step
+                the predicted clean latent takes a normalised gradient step on the
+                consistency loss between the guide's prediction on the decoded
+                image and the decoded mask, moving each sample by S * 0.1 latent
+                RMS (see :func:`~torchgeo_specdm.generation.guidance.guided_output`).
+                0 (or no guide) samples exactly as without guidance.
+            guidance_start: share of the steps that are guided: the last
+                ``ceil(guidance_start * num_inference_steps)`` ones, the least noisy.
+            refine: after decoding, 'ignore' sets the mask pixels where the guide
+                is confident (top probability >= ``refine_confidence``) of another
+                class to ``ignore_index``; 'relabel' gives them the guide's class.
+            refine_confidence: the guide's smallest probability that changes a
+                pixel.
+            ignore_index: the label 'ignore' writes.
 
         Returns:
             the images, masks and latents.
@@ -174,7 +208,8 @@ class SpecDMPipeline(DiffusionPipeline):
         Raises:
             InvalidInputError: for a non-positive sample count, batch size or step
                 count, more steps than the scheduler was trained with, a negative
-                guidance scale, or a condition that the U-Net cannot take.
+                guidance scale, a condition that the U-Net cannot take, or
+                alignment guidance or refinement settings that do not fit.
         """
         chosen = list(range(num_samples)) if indices is None else list(indices)
         if not chosen:
@@ -188,6 +223,10 @@ class SpecDMPipeline(DiffusionPipeline):
                 'attempt number per sample.'
             )
         labels = self._condition_labels(condition, len(chosen), guidance_scale)
+        check_guidance(alignment_guidance, guidance_start, guide is not None)
+        check_refine(refine, refine_confidence, guide is not None, ignore_index)
+        if guide is None:
+            alignment_guidance = 0.0
         if batch_size < 1:
             raise InvalidInputError(f'batch_size={batch_size} must be at least 1.')
         trained = int(self.scheduler.config['num_train_timesteps'])
@@ -196,7 +235,7 @@ class SpecDMPipeline(DiffusionPipeline):
                 f'steps={num_inference_steps}: must lie in [1, {trained}], the '
                 'number of diffusion steps the model was trained with.'
             )
-        images, masks, latents = [], [], []
+        images, masks, latents, shares = [], [], [], []
         for start in self.progress_bar(range(0, len(chosen), batch_size)):
             batch = chosen[start : start + batch_size]
             padding = batch_size - len(batch) if pad_batches else 0
@@ -214,11 +253,20 @@ class SpecDMPipeline(DiffusionPipeline):
                 batch_tries + batch_tries[-1:] * padding,
                 batch_labels,
                 guidance_scale,
+                guide,
+                alignment_guidance,
+                guidance_start,
             )
             latent = latent[: len(batch)]
             latents.append(latent.cpu())
-            if output_type == 'pt':
+            if output_type == 'pt' and refine is not None:
+                image, mask, share = self._decode_refined(
+                    latent, guide, refine, refine_confidence, ignore_index
+                )
+                shares.append(share.cpu())
+            elif output_type == 'pt':
                 image, mask = self.decode(latent)
+            if output_type == 'pt':
                 images.append(image.cpu())
                 masks.append(mask.cpu())
         latent_out = torch.cat(latents)
@@ -226,7 +274,12 @@ class SpecDMPipeline(DiffusionPipeline):
         mask_out = torch.cat(masks) if masks else torch.empty(0, dtype=torch.long)
         if not return_dict:
             return image_out, mask_out, latent_out
-        return SpecDMPipelineOutput(image=image_out, mask=mask_out, latents=latent_out)
+        return SpecDMPipelineOutput(
+            image=image_out,
+            mask=mask_out,
+            latents=latent_out,
+            refined_share=torch.cat(shares) if shares else None,
+        )
 
     def _condition_labels(
         self,
@@ -287,6 +340,9 @@ class SpecDMPipeline(DiffusionPipeline):
         attempts: Sequence[int] | None = None,
         labels: Tensor | None = None,
         guidance_scale: float = 1.0,
+        guide: Any = None,
+        alignment_guidance: float = 0.0,
+        guidance_start: float = 0.5,
     ) -> Tensor:
         tries = [0] * len(batch) if attempts is None else attempts
         generators = [
@@ -305,9 +361,23 @@ class SpecDMPipeline(DiffusionPipeline):
                 # Null condition or no guidance: the unconditional branch alone.
                 labels, guidance_scale = null_conditions(labels), 1.0
         self.scheduler.set_timesteps(steps, device=device)
-        for t in self.scheduler.timesteps:
+        timesteps = self.scheduler.timesteps
+        guided = 0
+        if guide is not None and alignment_guidance > 0:
+            guided = guided_step_count(len(timesteps), guidance_start)
+        for position, t in enumerate(timesteps):
             model_input = self.scheduler.scale_model_input(latent, t)
             model_output = self._predict(model_input, t, labels, guidance_scale)
+            if position >= len(timesteps) - guided:
+                model_output = guided_output(
+                    model_output,
+                    latent,
+                    t,
+                    self.scheduler,
+                    self.vae.autoencoder,
+                    guide,
+                    alignment_guidance,
+                )
             latent = self.scheduler.step(
                 model_output, t, latent, generator=generators
             ).prev_sample
@@ -352,3 +422,38 @@ class SpecDMPipeline(DiffusionPipeline):
         if image.ndim == 5:
             labels = labels.unsqueeze(1)
         return image.float(), labels
+
+    def _decode_refined(
+        self,
+        latent: Tensor,
+        guide: Any,
+        mode: RefineMode,
+        confidence: float,
+        ignore_index: int | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Decode latents like :meth:`decode`, then refine the masks with the guide.
+
+        Args:
+            latent: scaled joint latents.
+            guide: the downstream model.
+            mode: 'ignore' or 'relabel'.
+            confidence: the guide's smallest probability that changes a pixel.
+            ignore_index: the label 'ignore' writes.
+
+        Returns:
+            images, refined masks and the share of each mask's pixels changed.
+        """
+        normalised, logits = self.vae.autoencoder.decode_joint(
+            latent.to(self.vae.dtype)
+        )
+        dtype = next(guide.parameters()).dtype
+        probabilities = class_probabilities(
+            guide(guide_input(normalised).to(dtype)).float()
+        )
+        labels, share = refine_mask(
+            logits.argmax(dim=1), probabilities, mode, confidence, ignore_index
+        )
+        image = self.vae.denormalize(normalised)
+        if image.ndim == 5:
+            labels = labels.unsqueeze(1)
+        return image.float(), labels, share

@@ -527,6 +527,7 @@ class LatentDiffusion(BaseTask):
         batch_size: int,
         guidance_scale: float = 1.0,
         plan: Any = None,
+        guidance: Any = None,
     ) -> None:
         """Choose how :meth:`predict_step` samples.
 
@@ -538,6 +539,8 @@ class LatentDiffusion(BaseTask):
             guidance_scale: classifier-free guidance scale (with a plan).
             plan: a :class:`~torchgeo_specdm.generation.SamplePlan` for
                 conditional sampling, or None.
+            guidance: a :class:`~torchgeo_specdm.generation.guidance.GuideSettings`
+                for alignment guidance and mask refinement, or None.
         """
         self.prediction_settings = {
             'sampler': sampler,
@@ -546,6 +549,7 @@ class LatentDiffusion(BaseTask):
             'batch_size': batch_size,
             'guidance_scale': guidance_scale,
             'plan': plan,
+            'guidance': guidance,
         }
 
     def predict_step(
@@ -569,6 +573,9 @@ class LatentDiffusion(BaseTask):
         }
         pipeline = self.pipeline(settings['sampler'])
         pipeline.set_progress_bar_config(disable=True)
+        guidance = settings.get('guidance')
+        if guidance is not None:
+            guidance.guide.to(self.device)
         return draw_pairs(
             pipeline,
             batch.tolist(),
@@ -577,6 +584,7 @@ class LatentDiffusion(BaseTask):
             settings['batch_size'],
             settings.get('guidance_scale', 1.0),
             settings.get('plan'),
+            guidance,
         )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
