@@ -303,10 +303,9 @@ def test_unguided_manifest_records_no_guide(
 ) -> None:
     manifest = generate(tiny_diffusion['simulated_change'], tmp_path / 'o', 1, steps=2)
     generator = manifest['generator']
-    assert generator['guide'] is None
-    assert generator['alignment_guidance'] == 0.0
-    assert generator['guidance_start'] is None
-    assert generator['refine'] is None
+    # Unguided folders record nothing new, so folders made before guidance resume.
+    for key in ('guide', 'alignment_guidance', 'guidance_start', 'refine'):
+        assert key not in generator
     assert 'refined_share' not in manifest['samples'][0]
 
 

@@ -232,17 +232,18 @@ def guidance_record(
         guidance: how sampling uses the guide.
 
     Returns:
-        ``guide`` (its file's sha256 and name, or None), ``alignment_guidance``
-        (0 when off), ``guidance_start`` (None when off), ``refine`` and
-        ``refine_confidence`` (None without refinement).
+        ``guide`` (its file's sha256 and name), ``alignment_guidance`` (0 when
+        off), ``guidance_start`` (None when off), ``refine`` and
+        ``refine_confidence`` (None without refinement); nothing without a guide,
+        so folders written before guidance existed still resume.
     """
+    if guide is None:
+        return {}
     settings = guidance or GuideSettings(None)
-    guided = guide is not None and settings.alignment_guidance > 0
-    refined = guide is not None and settings.refine is not None
+    guided = settings.alignment_guidance > 0
+    refined = settings.refine is not None
     return {
-        'guide': None
-        if guide is None
-        else {'sha256': file_sha256(guide), 'path': os.path.basename(guide)},
+        'guide': {'sha256': file_sha256(guide), 'path': os.path.basename(guide)},
         'alignment_guidance': float(settings.alignment_guidance) if guided else 0.0,
         'guidance_start': float(settings.guidance_start) if guided else None,
         'refine': settings.refine if refined else None,
