@@ -94,6 +94,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     'single-stream': {'vae': 'single_stream', 'diffusion': {}},
 }
+#: Variants that sample the --base model with the guide (--guide) of the dataset.
+GUIDED: dict[str, dict[str, Any]] = {
+    'guided-1': {'alignment_guidance': 1.0},
+    'guided-3': {'alignment_guidance': 3.0},
+    'refined-relabel': {'refine': 'relabel'},
+    'guided-1+relabel': {'alignment_guidance': 1.0, 'refine': 'relabel'},
+}
+VARIANTS |= {
+    name: {'vae': 'two_stream', 'diffusion': {}, 'model': None, 'sample': sample}
+    for name, sample in GUIDED.items()
+}
 
 
 def log(message: str) -> None:
@@ -172,8 +183,18 @@ def run_variant(
         return dict(json.loads(result_path.read_text()))
     spec = VARIANTS[name]
     vae = train_vae(options, spec['vae'])
-    model_name = spec.get('model', name)
+    model_name = spec.get('model', name) or options.base
     checkpoint = train_diffusion(options, model_name, vae)
+    sample = dict(spec.get('sample', {}))
+    if sample:
+        if options.guide is None:
+            raise SystemExit(f'variant {name} samples with a guide: pass --guide DIR')
+        _, guide_record = load_judge(Path(options.guide), change=False)
+        if guide_record['sha256'] == record['sha256']:
+            raise SystemExit(
+                '--guide is the judge: train a guide with judge.py --role guide'
+            )
+        sample['guide'] = Path(options.guide) / 'judge.ckpt'
     sampler, steps = spec.get('sampler', 'dpmpp'), spec.get('steps', options.steps)
     log(f'sampling {options.num_samples} pairs of {name} ({sampler}, {steps} steps)')
     began = time.perf_counter()
@@ -184,9 +205,13 @@ def run_variant(
         sampler=sampler,  # type: ignore[arg-type]
         steps=steps,
         seed=SEED,
-        **spec.get('sample', {}),
+        **sample,
     )
     sampling_seconds = time.perf_counter() - began
+    manifest = json.loads((out / 'generated' / 'manifest.json').read_text())
+    shares = [
+        pair['refined_share'] for pair in manifest['samples'] if 'refined_share' in pair
+    ]
     log(f'scoring {name}')
     scores = evaluate_synthetic(
         out / 'generated', reference(options), out / 'fidelity', judge
@@ -195,14 +220,18 @@ def run_variant(
     result = {
         'variant': name,
         'vae': spec['vae'],
-        'diffusion': {k: v for k, v in spec['diffusion'].items()},
+        'diffusion': (
+            VARIANTS[model_name]['diffusion'] if model_name in VARIANTS else {}
+        ),
         'model': model_name,
         'sampler': sampler,
         'steps': steps,
         'sample': spec.get('sample', {}),
+        'guide_sha256': file_sha256(sample['guide']) if sample else None,
         'diffusion_checkpoint_sha256': file_sha256(checkpoint),
         'diffusion_train_seconds': trained['seconds'],
         'sampling_seconds_per_pair': sampling_seconds / options.num_samples,
+        'refined_share_mean': sum(shares) / len(shares) if shares else None,
         'num_synthetic': scores['num_synthetic'],
         'num_real_reference': scores['num_real'],
         **{k: scores.get(k) for k in ('alignment', 'kid', 'prdc')},
@@ -397,6 +426,15 @@ def main() -> None:
     parser.add_argument('--root', help='real dataset root (real datasets)')
     parser.add_argument('--judge', required=True, help='folder of benchmarks/judge.py')
     parser.add_argument('--variants', nargs='+', choices=list(VARIANTS), default=[])
+    parser.add_argument(
+        '--base',
+        default='dihedral',
+        choices=[name for name, spec in VARIANTS.items() if 'model' not in spec],
+        help='the trained variant that the guided variants sample (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--guide', help='folder of a guide (benchmarks/judge.py --role guide)'
+    )
     parser.add_argument('--vae-steps', type=int, default=1500)
     parser.add_argument('--diffusion-steps', type=int, default=1500)
     parser.add_argument('--num-samples', type=int, default=256)
