@@ -91,6 +91,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         'model': 'dihedral',
         'sampler': 'ddpm',
         'steps': 1000,
+        'num_samples': 64,
+    },
+    'no-augmentation+mask-weight-4': {
+        'vae': 'two_stream',
+        'diffusion': {'latent_augmentation': 'none', 'mask_loss_weight': 4.0},
+    },
+    'no-augmentation-3x-steps': {
+        'vae': 'two_stream',
+        'diffusion': {'latent_augmentation': 'none'},
+        'diffusion_steps_factor': 3,
     },
     'single-stream': {'vae': 'single_stream', 'diffusion': {}},
 }
@@ -135,7 +145,7 @@ def train_vae(options: argparse.Namespace, name: str) -> Path:
     )
     began = time.perf_counter()
     fit_steps(vae, data(options), options.vae_steps, path.parent, checkpoint=path)
-    _record(path, began)
+    _record(path, began, options.vae_steps)
     return path
 
 
@@ -144,7 +154,8 @@ def train_diffusion(options: argparse.Namespace, name: str, vae: Path) -> Path:
     path = Path(options.work_dir) / 'diffusion' / name / 'diffusion.ckpt'
     if path.is_file():
         return path
-    log(f'training diffusion model {name} for {options.diffusion_steps} steps')
+    steps = options.diffusion_steps * VARIANTS[name].get('diffusion_steps_factor', 1)
+    log(f'training diffusion model {name} for {steps} steps')
     seed_everything(SEED)
     # The demo's diffusion model (specdm demo), with the variant's changes.
     settings = {
@@ -156,20 +167,18 @@ def train_diffusion(options: argparse.Namespace, name: str, vae: Path) -> Path:
     } | VARIANTS[name]['diffusion']
     model = LatentDiffusion(vae_checkpoint=os.fspath(vae), **settings)
     began = time.perf_counter()
-    fit_steps(
-        model,
-        data(options, batch_size=32),
-        options.diffusion_steps,
-        path.parent,
-        checkpoint=path,
-    )
-    _record(path, began)
+    fit_steps(model, data(options, batch_size=32), steps, path.parent, checkpoint=path)
+    _record(path, began, steps)
     return path
 
 
-def _record(checkpoint: Path, began: float) -> None:
-    """Write the training time beside a checkpoint."""
-    record = {'seconds': time.perf_counter() - began, 'sha256': file_sha256(checkpoint)}
+def _record(checkpoint: Path, began: float, steps: int) -> None:
+    """Write the optimizer steps and training time beside a checkpoint."""
+    record = {
+        'optimizer_steps': steps,
+        'seconds': time.perf_counter() - began,
+        'sha256': file_sha256(checkpoint),
+    }
     (checkpoint.parent / 'train.json').write_text(json.dumps(record, indent=2) + '\n')
 
 
@@ -196,12 +205,13 @@ def run_variant(
             )
         sample['guide'] = Path(options.guide) / 'judge.ckpt'
     sampler, steps = spec.get('sampler', 'dpmpp'), spec.get('steps', options.steps)
-    log(f'sampling {options.num_samples} pairs of {name} ({sampler}, {steps} steps)')
+    count = spec.get('num_samples', options.num_samples)
+    log(f'sampling {count} pairs of {name} ({sampler}, {steps} steps)')
     began = time.perf_counter()
     generate(
         checkpoint,
         out / 'generated',
-        options.num_samples,
+        count,
         sampler=sampler,  # type: ignore[arg-type]
         steps=steps,
         seed=SEED,
@@ -230,7 +240,10 @@ def run_variant(
         'guide_sha256': file_sha256(sample['guide']) if sample else None,
         'diffusion_checkpoint_sha256': file_sha256(checkpoint),
         'diffusion_train_seconds': trained['seconds'],
-        'sampling_seconds_per_pair': sampling_seconds / options.num_samples,
+        'diffusion_optimizer_steps': trained.get(
+            'optimizer_steps', options.diffusion_steps
+        ),
+        'sampling_seconds_per_pair': sampling_seconds / count,
         'refined_share_mean': sum(shares) / len(shares) if shares else None,
         'num_synthetic': scores['num_synthetic'],
         'num_real_reference': scores['num_real'],
@@ -386,20 +399,28 @@ def markdown(summary: dict[str, Any]) -> str:
         '## Variants',
         '',
         (
-            '| variant | VAE | training change | sampler | alignment mean '
+            '| variant | VAE | training change | diffusion steps | sampler | pairs '
+            '| alignment mean '
             '| relative to real | KID x 1e3 (+- std) | precision | recall | density '
             '| coverage | class-spectrum SAM (deg) | s / pair |'
         ),
-        '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+        '| ' + ' | '.join(['---'] * 15) + ' |',
     ]
     for variant in summary['variants']:
         alignment = variant['alignment'] or {}
         kid = variant['kid'] or {}
         prdc = variant['prdc'] or {}
         change = ', '.join(f'{k}={v}' for k, v in variant['diffusion'].items()) or '-'
+        if variant['sample']:
+            change += '; sampled with ' + ', '.join(
+                f'{k}={v}' for k, v in variant['sample'].items()
+            )
+            if variant.get('refined_share_mean') is not None:
+                change += f' (refined share {variant["refined_share_mean"]:.3f})'
         lines.append(
             f'| {variant["variant"]} | {variant["vae"]} | {change} | '
-            f'{variant["sampler"]} {variant["steps"]} | '
+            f'{variant["diffusion_optimizer_steps"]} | '
+            f'{variant["sampler"]} {variant["steps"]} | {variant["num_synthetic"]} | '
             f'{alignment.get("mean", float("nan")):.3f} | '
             f'{alignment.get("relative", float("nan")):.2f} | '
             f'{1e3 * kid.get("mean", float("nan")):.2f} +- '
