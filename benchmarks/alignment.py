@@ -14,12 +14,17 @@ Diagnostics (no diffusion model involved), on the real reference split:
 
 Variants (each: a VAE, a diffusion training setting and a sampler):
 
-  dihedral              the default: cached latents flipped and rotated every step
-  no-augmentation       cached latents as they are
+  dihedral              cached latents flipped and rotated every step (the old default)
+  no-augmentation       cached latents as they are (the default since this ablation)
   pixel-augmentation    4 flipped / rotated views of each image, encoded after the flip
   mask-weight-4         mask-stream channels weigh 4x in the denoising loss
-  ddim-50, ddpm-1000    another sampler on the default model
-  single-stream         the paper's single-stream LDM baseline (its own VAE)
+  ddim-50, ddpm-1000    another sampler on the dihedral model (ddpm-1000: 64 pairs)
+  single-stream         the paper's single-stream LDM baseline (its own VAE), dihedral
+  single-stream-no-augmentation   the same without latent flips
+  no-augmentation+mask-weight-4, no-augmentation-3x-steps
+  guided-1, guided-3    no-augmentation sampled with alignment guidance S = 1, 3
+  refined-relabel       its masks relabelled where the guide is confident (>= 0.9)
+  guided-1+relabel      both
 
 Each variant samples --num-samples pairs and is scored by the judge: alignment (mean
 IoU between each generated mask and the judge's prediction on its image), relative to
@@ -68,7 +73,7 @@ VAES: dict[str, dict[str, Any]] = {
 
 #: Variant name -> VAE, LatentDiffusion arguments, sampler and steps, and guide options.
 VARIANTS: dict[str, dict[str, Any]] = {
-    'dihedral': {'vae': 'two_stream', 'diffusion': {}},
+    'dihedral': {'vae': 'two_stream', 'diffusion': {'latent_augmentation': 'dihedral'}},
     'no-augmentation': {
         'vae': 'two_stream',
         'diffusion': {'latent_augmentation': 'none'},
@@ -77,17 +82,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
         'vae': 'two_stream',
         'diffusion': {'latent_augmentation': 'pixel', 'cache_passes': 4},
     },
-    'mask-weight-4': {'vae': 'two_stream', 'diffusion': {'mask_loss_weight': 4.0}},
+    'mask-weight-4': {
+        'vae': 'two_stream',
+        'diffusion': {'latent_augmentation': 'dihedral', 'mask_loss_weight': 4.0},
+    },
     'ddim-50': {
         'vae': 'two_stream',
-        'diffusion': {},
+        'diffusion': {'latent_augmentation': 'dihedral'},
         'model': 'dihedral',
         'sampler': 'ddim',
         'steps': 50,
     },
     'ddpm-1000': {
         'vae': 'two_stream',
-        'diffusion': {},
+        'diffusion': {'latent_augmentation': 'dihedral'},
         'model': 'dihedral',
         'sampler': 'ddpm',
         'steps': 1000,
@@ -102,7 +110,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         'diffusion': {'latent_augmentation': 'none'},
         'diffusion_steps_factor': 3,
     },
-    'single-stream': {'vae': 'single_stream', 'diffusion': {}},
+    'single-stream': {
+        'vae': 'single_stream',
+        'diffusion': {'latent_augmentation': 'dihedral'},
+    },
+    'single-stream-no-augmentation': {
+        'vae': 'single_stream',
+        'diffusion': {'latent_augmentation': 'none'},
+    },
 }
 #: Variants that sample the --base model with the guide (--guide) of the dataset.
 GUIDED: dict[str, dict[str, Any]] = {
