@@ -93,3 +93,23 @@ def test_kid_default_subsets_differ() -> None:
     result = metrics.kernel_inception_distance(real, fake, subsets=10)
     assert result['subset_size'] == 20
     assert result['std'] > 0
+
+
+def test_standardised_features_do_not_depend_on_feature_scale() -> None:
+    generator = torch.Generator().manual_seed(4)
+    real = torch.randn(60, 5, generator=generator, dtype=torch.float64)
+    fake = torch.randn(60, 5, generator=generator, dtype=torch.float64) + 0.4
+    scale = torch.tensor([1.0, 1000.0, 1.0, 0.01, 1.0], dtype=torch.float64)
+    plain = metrics.kernel_inception_distance(
+        *metrics.standardise_features(real, fake), subsets=5
+    )
+    scaled = metrics.kernel_inception_distance(
+        *metrics.standardise_features(real * scale, fake * scale), subsets=5
+    )
+    assert scaled['mean'] == pytest.approx(plain['mean'], rel=1e-6)
+    # Raw features: the one large dimension rules the kernel.
+    raw = metrics.kernel_inception_distance(real * scale, fake * scale, subsets=5)
+    assert raw['mean'] > 1e3 * plain['mean']
+    standard, _ = metrics.standardise_features(real, fake)
+    assert torch.allclose(standard.mean(0), torch.zeros(5, dtype=torch.float64))
+    assert torch.allclose(standard.std(0), torch.ones(5, dtype=torch.float64))

@@ -271,6 +271,29 @@ def projected_frechet_distance(
     return result
 
 
+def standardise_features(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    """Z-score both feature sets with the real set's per-dimension mean and std.
+
+    A downstream encoder's pooled features are not of unit scale like the
+    Inception features KID was designed for: a few large activations then rule
+    the cubic kernel and the nearest-neighbour balls of precision / recall. After
+    this every dimension weighs alike, and the distances do not depend on how
+    each feature happens to be scaled. Dimensions constant over the real set are
+    only centred.
+
+    Args:
+        real: [N, D] real features.
+        fake: [M, D] generated features.
+
+    Returns:
+        both sets, standardised.
+    """
+    mean = real.mean(dim=0, keepdim=True)
+    std = real.std(dim=0, keepdim=True)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return (real - mean) / std, (fake - mean) / std
+
+
 def kernel_inception_distance(
     real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int | None = None
 ) -> dict[str, Any]:

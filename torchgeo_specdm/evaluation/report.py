@@ -192,8 +192,10 @@ def evaluate_synthetic(
                 names, metrics.spectral_angle_degrees(kept_spectra, train_spectra)
             ),
         }
-        real_features = encoder_features(downstream, normalised_real)
-        fake_features = encoder_features(downstream, normalised_fake)
+        real_features, fake_features = metrics.standardise_features(
+            encoder_features(downstream, normalised_real),
+            encoder_features(downstream, normalised_fake),
+        )
         result['kid'] = metrics.kernel_inception_distance(real_features, fake_features)
         result['prdc'] = metrics.precision_recall_density_coverage(
             real_features, fake_features
@@ -477,7 +479,7 @@ def _write_report(out: Path, result: dict[str, Any], figures: dict[str, str]) ->
             )
         kid, prdc, frechet = result['kid'], result['prdc'], result['frechet']
         lines.append(
-            f'| KID, judge encoder features (N real {kid["n_real"]}, synthetic {kid["n_fake"]}) | {kid["mean"]:.4f} +- {kid["std"]:.4f} |'
+            f'| KID, judge encoder features standardised by the real set (N real {kid["n_real"]}, synthetic {kid["n_fake"]}) | {kid["mean"]:.4f} +- {kid["std"]:.4f} |'
         )
         lines.append(
             '| precision / recall / density / coverage (k = '
