@@ -44,6 +44,25 @@ def test_demo_writes_report(dataset: str, tmp_path: Path) -> None:
         assert 0 <= scores[metric] <= 1
     assert summary['diffusion_steps'] > 0
     assert 0 <= summary['vae']['val_mask_miou'] <= 1
+    generator = manifest['generator']
+    if dataset == 'simulated-segmentation':
+        # Guided by a ResNet-34 guide by default, beside the same seeds unguided.
+        assert generator['alignment_guidance'] == 1.0
+        assert generator['guide']['path'] == 'downstream.ckpt'
+        unguided = SyntheticDataset(tmp_path / 'generated_unguided')
+        assert len(unguided) == 4
+        assert not torch.equal(
+            unguided[0]['image'], SyntheticDataset(tmp_path / 'generated')[0]['image']
+        )
+        assert stored['unguided_alignment']['real_mean'] > 0
+        assert '](guidance.png)' in report
+        with Image.open(tmp_path / 'guidance.png') as image:
+            assert min(image.size) > 100
+        assert 'without alignment guidance' in report
+    else:
+        # A minute-long change guide predicts little change: change demos sample unguided.
+        assert 'guide' not in generator
+        assert not (tmp_path / 'generated_unguided').exists()
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,12 @@ def demo_main(args: Sequence[str]) -> None:
         help="the VAE: SpecDM's two streams, or the paper's single-stream LDM "
         'baseline (default: %(default)s)',
     )
+    parser.add_argument(
+        '--alignment-guidance',
+        type=float,
+        help='alignment-guidance scale of the sampling, with a guide trained on the '
+        'real data (default: 1 for segmentation, 0 for change detection; 0: off)',
+    )
     options = parser.parse_args(args)
     if options.num_samples < 1:
         parser.error(f'--num-samples must be at least 1, got {options.num_samples}')
@@ -128,6 +134,7 @@ def demo_main(args: Sequence[str]) -> None:
         options.steps,
         options.seed,
         architecture=options.architecture,
+        alignment_guidance=options.alignment_guidance,
     )
     print(f'Report: {os.path.abspath(os.path.join(options.out, "report.md"))}')
 

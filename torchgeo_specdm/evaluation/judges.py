@@ -162,20 +162,26 @@ def downstream_task_for(
 
 
 def train_downstream(
-    datamodule: NonGeoDataModule, minutes: float, work_dir: Path, max_epochs: int = -1
+    datamodule: NonGeoDataModule,
+    minutes: float,
+    work_dir: Path,
+    max_epochs: int = -1,
+    **task_kwargs: Any,
 ) -> SemanticSegmentation | ChangeDetection:
     """Train a stock TorchGeo baseline on a datamodule for a time budget.
 
     Args:
         datamodule: the (real) training data.
         minutes: wall-clock budget.
-        work_dir: folder for Lightning's files.
+        work_dir: folder for Lightning's files and ``downstream.ckpt``.
         max_epochs: epoch cap (-1 for none).
+        task_kwargs: further :func:`make_downstream_task` arguments (a guide
+            takes another backbone than the model that judges it).
 
     Returns:
         the trained task, in eval mode.
     """
-    task = downstream_task_for(datamodule)
+    task = downstream_task_for(datamodule, **task_kwargs)
     trainer = timed_trainer(minutes, work_dir, max_epochs=max_epochs)
     trainer.fit(task, datamodule=datamodule)
     os.makedirs(work_dir, exist_ok=True)
