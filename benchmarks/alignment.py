@@ -222,6 +222,7 @@ def run_variant(
     sampler, steps = spec.get('sampler', 'dpmpp'), spec.get('steps', options.steps)
     count = spec.get('num_samples', options.num_samples)
     log(f'sampling {count} pairs of {name} ({sampler}, {steps} steps)')
+    timing = out / 'sampling.json'
     began = time.perf_counter()
     generate(
         checkpoint,
@@ -232,7 +233,10 @@ def run_variant(
         seed=SEED,
         **sample,
     )
-    sampling_seconds = time.perf_counter() - began
+    if not timing.is_file():  # a rescoring run resumes the folder: keep the first time
+        seconds = {'seconds': time.perf_counter() - began, 'pairs': count}
+        timing.write_text(json.dumps(seconds) + '\n')
+    sampling_seconds = json.loads(timing.read_text())['seconds']
     manifest = json.loads((out / 'generated' / 'manifest.json').read_text())
     shares = [
         pair['refined_share'] for pair in manifest['samples'] if 'refined_share' in pair
@@ -269,6 +273,57 @@ def run_variant(
         'judge_sha256': record['sha256'],
     }
     result_path.write_text(json.dumps(result, indent=2) + '\n')
+    return result
+
+
+def guidance_cost(options: argparse.Namespace, pairs: int = 32) -> dict[str, Any]:
+    """Seconds per pair unguided, guided (S = 1) and guided + relabelled, one process.
+
+    The three settings are timed back to back, twice in alternating order, on the
+    --base model, so that they share the machine's load; the ratio is the figure.
+    """
+    path = Path(options.work_dir) / 'guidance_cost.json'
+    if path.is_file():
+        return dict(json.loads(path.read_text()))
+    import tempfile
+
+    log(f'timing guidance on {pairs} pairs')
+    checkpoint = Path(options.work_dir) / 'diffusion' / options.base / 'diffusion.ckpt'
+    guide = Path(options.guide) / 'judge.ckpt'
+    settings: dict[str, dict[str, Any]] = {
+        'unguided': {},
+        'guided-1': {'guide': guide, 'alignment_guidance': 1.0},
+        'guided-1+relabel': {
+            'guide': guide,
+            'alignment_guidance': 1.0,
+            'refine': 'relabel',
+        },
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in settings}
+    for order in (list(settings), list(reversed(settings))):
+        for name in order:
+            with tempfile.TemporaryDirectory() as folder:
+                began = time.perf_counter()
+                generate(
+                    checkpoint,
+                    Path(folder) / 'out',
+                    pairs,
+                    steps=options.steps,
+                    seed=SEED,
+                    **settings[name],
+                )
+                seconds[name].append((time.perf_counter() - began) / pairs)
+    per_pair = {name: min(values) for name, values in seconds.items()}
+    result = {
+        'pairs': pairs,
+        'model': options.base,
+        'sampler': f'dpmpp {options.steps}',
+        'seconds_per_pair': per_pair,
+        'ratio_to_unguided': {
+            name: value / per_pair['unguided'] for name, value in per_pair.items()
+        },
+    }
+    path.write_text(json.dumps(result, indent=2) + '\n')
     return result
 
 
@@ -361,6 +416,7 @@ def report(options: argparse.Namespace, record: dict[str, Any], seconds: float) 
             'real_score': record['real_score'],
         },
         'diagnostics': diagnostic,
+        'guidance_cost': guidance_cost(options) if options.guide else None,
         'variants': variants,
     }
     name = f'alignment_{options.dataset}'
@@ -447,6 +503,18 @@ def markdown(summary: dict[str, Any]) -> str:
             + f' | {variant["mean_class_spectrum_sam_degrees"]:.2f} | '
             f'{variant["sampling_seconds_per_pair"]:.3f} |'
         )
+    cost = summary.get('guidance_cost')
+    if cost is not None:
+        lines += [
+            '',
+            f'Cost of guidance ({cost["pairs"]} pairs of the {cost["model"]} model, '
+            f'{cost["sampler"]}, timed back to back in one process, best of two): '
+            + ', '.join(
+                f'{name} {seconds:.3f} s per pair ({cost["ratio_to_unguided"][name]:.1f}x)'
+                for name, seconds in cost['seconds_per_pair'].items()
+            )
+            + '. The s / pair column above was timed while other jobs shared the CPU.',
+        ]
     return '\n'.join(lines)
 
 
