@@ -44,6 +44,8 @@ STAGE_SHARES = {
 }
 #: Alignment-guidance scale of the segmentation demos (change demos: 0, see run_demo).
 ALIGNMENT_GUIDANCE = 1.0
+#: Demo datasets of image pairs and change masks.
+CHANGE_DATASETS = ('simulated-change', 'oscd')
 #: Pairs of the guided-against-unguided grid.
 GRID_PAIRS = 4
 #: Added to the demo's seed for the guide, so it starts unlike the judging model.
@@ -228,9 +230,8 @@ def run_demo(
             f'--budget-minutes {budget_minutes}: give the demo at least 0.2 minutes.'
         )
     if alignment_guidance is None:
-        alignment_guidance = (
-            0.0 if 'change' in dataset or dataset == 'oscd' else (ALIGNMENT_GUIDANCE)
-        )
+        change = dataset in CHANGE_DATASETS
+        alignment_guidance = 0.0 if change else ALIGNMENT_GUIDANCE
     if not alignment_guidance >= 0 or alignment_guidance == float('inf'):
         raise InvalidInputError(
             f'--alignment-guidance {alignment_guidance}: must be a finite number >= 0 '
