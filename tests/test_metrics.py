@@ -143,3 +143,16 @@ def test_frechet_distance_with_covariances_that_do_not_commute() -> None:
     assert abs(shortcut - expected) > 0.2 * expected
     assert float(frechet_distance(a, b)) == pytest.approx(expected, rel=1e-5)
     assert float(frechet_distance(b, a)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_alignment_scores_leave_out_the_ignore_label() -> None:
+    # Class 0 is unlabelled: the model never predicts it, so it must not count.
+    fake = torch.tensor([[[0, 0, 1, 2]], [[0, 0, 0, 0]]])
+    prediction = torch.tensor([[[1, 2, 1, 2]], [[1, 1, 1, 1]]])
+    plain = alignment_scores(fake, prediction, 3)
+    ignored = alignment_scores(fake, prediction, 3, ignore_index=0)
+    # Pair 0: classes 1 and 2 agree on the labelled pixels: IoU 1 for both.
+    assert ignored[0] == pytest.approx(1.0)
+    assert plain[0] < 0.5
+    # Pair 1 holds no labelled pixel: nothing to agree on.
+    assert ignored[1] == 0

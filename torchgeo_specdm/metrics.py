@@ -154,7 +154,10 @@ def _quantiles(values: Tensor, levels: Tensor) -> Tensor:
 
 
 def alignment_scores(
-    generated_mask: Tensor, predicted_mask: Tensor, num_classes: int
+    generated_mask: Tensor,
+    predicted_mask: Tensor,
+    num_classes: int,
+    ignore_index: int | None = None,
 ) -> Tensor:
     """Agreement between each generated mask and a real-trained model's prediction.
 
@@ -168,6 +171,10 @@ def alignment_scores(
         generated_mask: [N, H, W] or [N, 1, H, W] generated labels.
         predicted_mask: the model's labels for the generated images, same shape.
         num_classes: number of classes.
+        ignore_index: segmentation label the model was trained to ignore (e.g.
+            unlabelled): pixels the generated mask gives it are left out, and it
+            is not a class of the mean, since the model never learnt to predict it.
+            A pair with nothing else scores 0.
 
     Returns:
         [N] scores in [0, 1].
@@ -180,13 +187,20 @@ def alignment_scores(
         return (2 * true_positive / total.clamp_min(1)).float()
     scores = []
     for fake, pred in zip(generated, predicted):
+        if ignore_index is not None:
+            kept = fake != ignore_index
+            fake, pred = fake[kept], pred[kept]
         ious = []
         for label in range(num_classes):
+            if label == ignore_index:
+                continue
             a, b = fake == label, pred == label
             union = (a | b).sum()
             if union > 0:
                 ious.append((a & b).sum() / union)
-        scores.append(torch.stack(ious).double().mean())
+        scores.append(
+            torch.stack(ious).double().mean() if ious else torch.tensor(0.0).double()
+        )
     return torch.stack(scores).float()
 
 

@@ -150,11 +150,12 @@ def evaluate_synthetic(
         normalised_fake = _normalise(datamodule, fake_image, fake_mask)
         normalised_real = _normalise(datamodule, real_image, real_mask)
         predicted = predict_labels(downstream, normalised_fake)
-        scores = metrics.alignment_scores(fake_mask, predicted, classes)
+        ignore = downstream.hparams.get('ignore_index') if classes > 2 else None
+        scores = metrics.alignment_scores(fake_mask, predicted, classes, ignore)
         ids = [sample['id'] for sample in synthetic.samples]
         update_alignment(synthetic_root, dict(zip(ids, scores.tolist())))
         real_scores = metrics.alignment_scores(
-            real_mask, predict_labels(downstream, normalised_real), classes
+            real_mask, predict_labels(downstream, normalised_real), classes, ignore
         )
         result['alignment'] = {
             'metric': 'F1 of change' if classes == 2 else 'mean IoU',
