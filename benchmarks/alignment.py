@@ -55,6 +55,7 @@ from lightning.pytorch import seed_everything
 from torch import Tensor
 
 from torchgeo_specdm import metrics
+from torchgeo_specdm.demo import DIFFUSION_SETTINGS, VAE_SETTINGS
 from torchgeo_specdm.evaluation.judges import predict_labels
 from torchgeo_specdm.evaluation.report import evaluate_synthetic
 from torchgeo_specdm.sample import file_sha256, generate
@@ -147,17 +148,8 @@ def train_vae(options: argparse.Namespace, name: str) -> Path:
         return path
     log(f'training VAE {name} for {options.vae_steps} steps')
     seed_everything(SEED)
-    # The demo's VAE (specdm demo): f=2, 4 + 4 latent channels, lr 2e-3.
-    vae = TwoStreamVAE(
-        image_latent_channels=4,
-        mask_latent_channels=4,
-        latent_channels=8,
-        downsampling_factor=2,
-        lr=2e-3,
-        patience=1000,
-        num_plots=0,
-        **VAES[name],
-    )
+    # The demo's VAE (specdm demo), at its factor 2.
+    vae = TwoStreamVAE(downsampling_factor=2, **VAE_SETTINGS | VAES[name])
     began = time.perf_counter()
     fit_steps(vae, data(options), options.vae_steps, path.parent, checkpoint=path)
     _record(path, began, options.vae_steps)
@@ -173,13 +165,7 @@ def train_diffusion(options: argparse.Namespace, name: str, vae: Path) -> Path:
     log(f'training diffusion model {name} for {steps} steps')
     seed_everything(SEED)
     # The demo's diffusion model (specdm demo), with the variant's changes.
-    settings = {
-        'block_out_channels': (32, 64, 128),
-        'attention': False,
-        'lr': 1e-3,
-        'patience': 1000,
-        'sample_every_n_epochs': 10_000,
-    } | VARIANTS[name]['diffusion']
+    settings = DIFFUSION_SETTINGS | VARIANTS[name]['diffusion']
     model = LatentDiffusion(vae_checkpoint=os.fspath(vae), **settings)
     began = time.perf_counter()
     fit_steps(model, data(options, batch_size=32), steps, path.parent, checkpoint=path)

@@ -42,6 +42,23 @@ STAGE_SHARES = {
     'real': 0.08,
     'mixed': 0.08,
 }
+#: TwoStreamVAE arguments of the demo's VAE (besides architecture and factor).
+VAE_SETTINGS: dict[str, Any] = {
+    'image_latent_channels': 4,
+    'mask_latent_channels': 4,
+    'latent_channels': 8,
+    'lr': 2e-3,
+    'patience': 1000,
+    'num_plots': 0,
+}
+#: LatentDiffusion arguments of the demo's diffusion model (besides the VAE).
+DIFFUSION_SETTINGS: dict[str, Any] = {
+    'block_out_channels': (32, 64, 128),
+    'attention': False,
+    'lr': 1e-3,
+    'patience': 1000,
+    'sample_every_n_epochs': 10_000,
+}
 #: Alignment-guidance scale of the segmentation demos (change demos: 0, see run_demo).
 ALIGNMENT_GUIDANCE = 1.0
 #: Demo datasets of image pairs and change masks.
@@ -123,13 +140,8 @@ def train_vae(
     """
     vae = TwoStreamVAE(
         architecture=architecture,
-        image_latent_channels=4,
-        mask_latent_channels=4,
-        latent_channels=8,
         downsampling_factor=downsampling_factor,  # type: ignore[arg-type]
-        lr=2e-3,
-        patience=1000,
-        num_plots=0,
+        **VAE_SETTINGS,
     )
     trainer = timed_trainer(minutes, out, limit_val_batches=0)
     trainer.fit(vae, datamodule=datamodule)
@@ -162,13 +174,7 @@ def train_diffusion(
         the checkpoint path and the number of optimizer steps.
     """
     diffusion = LatentDiffusion(
-        vae_checkpoint=vae_checkpoint,
-        block_out_channels=(32, 64, 128),
-        attention=False,
-        lr=1e-3,
-        patience=1000,
-        cache_passes=cache_passes,
-        sample_every_n_epochs=10_000,
+        vae_checkpoint=vae_checkpoint, cache_passes=cache_passes, **DIFFUSION_SETTINGS
     )
     trainer = timed_trainer(minutes, out, limit_val_batches=0)
     trainer.fit(diffusion, datamodule=datamodule)
