@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES, demo_datamodule
 from torchgeo_specdm.evaluation.judges import (
@@ -31,6 +31,7 @@ from torchgeo_specdm.evaluation.judges import (
     score_downstream,
 )
 from torchgeo_specdm.sample import file_sha256
+from torchgeo_specdm.tasks.utils import steps_trainer
 
 #: Seed of every judge: no downstream run (seeds 0, 1, ...) shares its initialisation.
 JUDGE_SEED = 1000
@@ -123,17 +124,7 @@ def fit_steps(
     Returns:
         the optimizer steps taken.
     """
-    trainer = Trainer(
-        max_steps=steps,
-        max_epochs=-1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        default_root_dir=work,
-    )
+    trainer = steps_trainer(steps, work)
     trainer.fit(task, datamodule=datamodule)
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)

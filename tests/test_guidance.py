@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 from torchgeo.tasks import SemanticSegmentation
 
 from torchgeo_specdm.datamodules import (
@@ -26,6 +26,7 @@ from torchgeo_specdm.generation.guidance import guide_input, guided_step_count
 from torchgeo_specdm.generation.refine import refine_ignore_index
 from torchgeo_specdm.sample import file_sha256, generate
 from torchgeo_specdm.tasks import LatentDiffusion
+from torchgeo_specdm.tasks.utils import steps_trainer
 
 from .test_bad_input import cli_error
 from .test_conditional import conditional  # noqa: F401 (the fixture)
@@ -52,15 +53,7 @@ def guides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             data == 'simulated_change',
             schedule='steps',
         )
-        trainer = Trainer(
-            max_steps=20,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=tmp_path_factory.mktemp(f'guide-{data}'),
-        )
+        trainer = steps_trainer(20, tmp_path_factory.mktemp(f'guide-{data}'))
         trainer.fit(task, datamodule=datamodule)
         path = tmp_path_factory.mktemp(f'guide-{data}') / 'guide.ckpt'
         trainer.save_checkpoint(path, weights_only=True)

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
 
 from torchgeo_specdm.datamodules import SimulatedSegmentationDataModule
 from torchgeo_specdm.datasets.validation import InvalidInputError
 from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
 from torchgeo_specdm.tasks.latent_cache import LatentCache, random_dihedral
+from torchgeo_specdm.tasks.utils import steps_trainer
 
 
 def _datamodule() -> SimulatedSegmentationDataModule:
@@ -26,16 +26,7 @@ def _fit(vae: Path, tmp_path: Path, **kwargs: object) -> LatentDiffusion:
         sample_every_n_epochs=10_000,
         **kwargs,  # type: ignore[arg-type]
     )
-    trainer = Trainer(
-        max_steps=2,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = steps_trainer(2, tmp_path)
     datamodule = _datamodule()
     trainer.fit(model, datamodule=datamodule)
     model.fitted_datamodule = datamodule  # type: ignore[attr-defined]

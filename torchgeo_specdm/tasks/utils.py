@@ -499,6 +499,34 @@ def plateau_optimizer(
     }
 
 
+def steps_trainer(max_steps: int, work_dir: Path, **kwargs: Any) -> Trainer:
+    """A quiet Trainer that stops after ``max_steps`` optimizer steps, never validating.
+
+    No logger, checkpoints, model summary, progress bar or validation pass: what
+    benchmarks and tests that train for a fixed step count need.
+
+    Args:
+        max_steps: optimizer steps of ``fit``.
+        work_dir: Lightning's ``default_root_dir``.
+        **kwargs: further :class:`~lightning.pytorch.Trainer` arguments.
+
+    Returns:
+        the trainer.
+    """
+    return Trainer(
+        max_steps=max_steps,
+        max_epochs=-1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        default_root_dir=os.fspath(work_dir),
+        **kwargs,
+    )
+
+
 def timed_trainer(minutes: float, work_dir: Path, **kwargs: Any) -> Trainer:
     """A Trainer that stops after a wall-clock budget, with no logger or checkpoints.
 
