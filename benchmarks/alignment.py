@@ -51,6 +51,7 @@ from typing import Any
 import torch
 from common import machine
 from judge import fit_steps, load_judge, real_datamodule
+from label_pool import LimitedDataModule, share_and_overrides
 from lightning.pytorch import seed_everything
 from torch import Tensor
 
@@ -138,7 +139,16 @@ def log(message: str) -> None:
 
 
 def data(options: argparse.Namespace, batch_size: int = 16) -> Any:
-    return real_datamodule(options.dataset, options.root, None, batch_size)
+    """The generators' training data: the labelled pool (--fraction, --pool-seed)."""
+    share, overrides = share_and_overrides(
+        options.dataset, options.fraction, options.pool_seed
+    )
+    real = real_datamodule(options.dataset, options.root, None, batch_size, overrides)
+    return LimitedDataModule(real, share, options.pool_seed)
+
+
+def training_pool(options: argparse.Namespace) -> dict[str, Any]:
+    return {'fraction': options.fraction, 'seed': options.pool_seed}
 
 
 def train_vae(options: argparse.Namespace, name: str) -> Path:
@@ -152,7 +162,7 @@ def train_vae(options: argparse.Namespace, name: str) -> Path:
     vae = TwoStreamVAE(downsampling_factor=2, **VAE_SETTINGS | VAES[name])
     began = time.perf_counter()
     fit_steps(vae, data(options), options.vae_steps, path.parent, checkpoint=path)
-    _record(path, began, options.vae_steps)
+    _record(path, began, options.vae_steps, options)
     return path
 
 
@@ -169,18 +179,37 @@ def train_diffusion(options: argparse.Namespace, name: str, vae: Path) -> Path:
     model = LatentDiffusion(vae_checkpoint=os.fspath(vae), **settings)
     began = time.perf_counter()
     fit_steps(model, data(options, batch_size=32), steps, path.parent, checkpoint=path)
-    _record(path, began, steps)
+    _record(path, began, steps, options)
     return path
 
 
-def _record(checkpoint: Path, began: float, steps: int) -> None:
+def _record(
+    checkpoint: Path, began: float, steps: int, options: argparse.Namespace
+) -> None:
     """Write the optimizer steps and training time beside a checkpoint."""
     record = {
         'optimizer_steps': steps,
+        'training_pool': training_pool(options),
         'seconds': time.perf_counter() - began,
         'sha256': file_sha256(checkpoint),
     }
     (checkpoint.parent / 'train.json').write_text(json.dumps(record, indent=2) + '\n')
+
+
+def check_guide_pool(options: argparse.Namespace, guide: dict[str, Any]) -> None:
+    """Refuse a guide that learned from labels outside the generators' pool.
+
+    Raises:
+        SystemExit: if the generators learn from a labelled pool (--fraction < 1)
+            and the guide's record names another one (or none).
+    """
+    pool = guide.get('training_pool', {'fraction': 1.0, 'seed': 0})
+    if options.fraction < 1 and pool != training_pool(options):
+        raise SystemExit(
+            f'--guide {options.guide} learned from the labelled pool {pool}, not '
+            f'{training_pool(options)}: train it with judge.py --role guide '
+            f'--fraction {options.fraction} --pool-seed {options.pool_seed}'
+        )
 
 
 def run_variant(
@@ -204,6 +233,7 @@ def run_variant(
             raise SystemExit(
                 '--guide is the judge: train a guide with judge.py --role guide'
             )
+        check_guide_pool(options, guide_record)
         sample['guide'] = Path(options.guide) / 'judge.ckpt'
     sampler, steps = spec.get('sampler', 'dpmpp'), spec.get('steps', options.steps)
     count = spec.get('num_samples', options.num_samples)
@@ -395,6 +425,7 @@ def report(options: argparse.Namespace, record: dict[str, Any], seconds: float) 
             'vae_steps': options.vae_steps,
             'diffusion_steps': options.diffusion_steps,
             'num_samples': options.num_samples,
+            'training_pool': training_pool(options),
         },
         'judge': {
             'path': options.judge,
@@ -405,7 +436,7 @@ def report(options: argparse.Namespace, record: dict[str, Any], seconds: float) 
         'guidance_cost': guidance_cost(options) if options.guide else None,
         'variants': variants,
     }
-    name = f'alignment_{options.dataset}'
+    name = f'alignment_{options.dataset}' + (f'_{options.name}' if options.name else '')
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f'{name}.json').write_text(json.dumps(summary, indent=2) + '\n')
     (RESULTS / f'{name}.md').write_text(markdown(summary) + '\n')
@@ -426,7 +457,9 @@ def markdown(summary: dict[str, Any]) -> str:
         '',
         f'Same seed ({protocol["seed"]}) for every variant; VAEs {protocol["vae_steps"]} '
         f'optimizer steps, diffusion models {protocol["diffusion_steps"]} steps, '
-        f'{protocol["num_samples"]} pairs each. One judge for every figure '
+        f'{protocol["num_samples"]} pairs each; '
+        + _pool_text(protocol.get('training_pool'))
+        + ' One judge for every figure '
         f'(`{judge["path"]}`, sha256 `{judge["sha256"][:12]}`; its test score: '
         + ', '.join(
             f'{k} {v:.3f}' for k, v in judge['real_score'].items() if '/' not in k
@@ -504,6 +537,15 @@ def markdown(summary: dict[str, Any]) -> str:
     return '\n'.join(lines)
 
 
+def _pool_text(pool: dict[str, Any] | None) -> str:
+    if pool is None or pool['fraction'] >= 1:
+        return 'the generators learned from the whole real training split.'
+    return (
+        f'the generators (and the guide) learned from {pool["fraction"]:.0%} of the '
+        f'real training split only (labelled pool drawn with seed {pool["seed"]}).'
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -529,7 +571,23 @@ def main() -> None:
     parser.add_argument('--diffusion-steps', type=int, default=1500)
     parser.add_argument('--num-samples', type=int, default=256)
     parser.add_argument('--steps', type=int, default=25, help='DPM-Solver++ steps')
+    parser.add_argument(
+        '--fraction',
+        type=float,
+        default=1.0,
+        help='share of the real training labels the generators learn from (the '
+        'labelled pool of a leak-free downstream comparison; default: all)',
+    )
+    parser.add_argument(
+        '--pool-seed',
+        type=int,
+        default=0,
+        help='seed of that draw, as benchmarks/downstream.py --pool-seed',
+    )
     parser.add_argument('--work-dir', default='outputs/alignment')
+    parser.add_argument(
+        '--name', help='suffix of the results files (alignment_DATASET_NAME.*)'
+    )
     parser.add_argument(
         '--report', action='store_true', help='tabulate the finished variants'
     )

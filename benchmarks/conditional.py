@@ -8,11 +8,21 @@ of generated masks that meet the request; the training masks' rate is given too.
 Writes benchmarks/results/conditional_<dataset>.json, .md and .png (the share each regime
 reaches, and its first masks); --rerender JSON redraws the last two from a finished run.
 
+The hit rate scores the masks alone, and strong guidance may paint masks that the
+images do not carry. With --judge (benchmarks/judge.py) every row is also scored by
+the dataset's fixed judge: alignment (also relative to the judge on real pairs) and
+the per-class mean-spectrum angle, the requested class's among them. With --guide and
+--alignment-guidance S, each requested scale gets a second row sampled with alignment
+guidance S as well. --train-steps trains for a fixed step count instead of a budget.
+
 Example:
     python benchmarks/conditional.py --dataset simulated-segmentation --minutes 4 \
         --vae-checkpoint outputs/vae_reconstruction/simulated-segmentation-two_stream/vae.ckpt
     python benchmarks/conditional.py --dataset oscd --root ../shared/data/oscd --minutes 4 \
         --vae-checkpoint outputs/vae_reconstruction/oscd-two_stream/vae.ckpt
+    python benchmarks/conditional.py --dataset simulated-segmentation --demo-data \
+        --vae-checkpoint VAE --train-steps 5000 --judge outputs/judges/simulated-segmentation \
+        --guide outputs/guides/simulated-segmentation --alignment-guidance 1
 """
 
 import argparse
@@ -30,16 +40,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from common import benchmark_datamodule, machine
+from judge import load_judge, real_datamodule
 from lightning.pytorch import seed_everything
 from matplotlib.patches import Patch
 
 from torchgeo_specdm.datamodules.registry import demo_datamodule
 from torchgeo_specdm.datasets import SyntheticDataset
 from torchgeo_specdm.datasets.plotting import class_colormap
+from torchgeo_specdm.evaluation.report import evaluate_synthetic
 from torchgeo_specdm.generation.request import SamplePlan, make_plan
 from torchgeo_specdm.sample import generate, model_class_names
 from torchgeo_specdm.tasks import LatentDiffusion
-from torchgeo_specdm.tasks.utils import timed_trainer
+from torchgeo_specdm.tasks.utils import steps_trainer, timed_trainer
 
 RESULTS = Path(__file__).parent / 'results'
 CHANGE = ('oscd', 'simulated-change')
@@ -53,6 +65,8 @@ DEFAULT_REQUEST: dict[str, dict[str, Any]] = {
 
 #: Extra class-share thresholds reported for class requests.
 THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3)
+#: Held-out simulator scenes the judge compares generated pairs with.
+REFERENCE_SCENES = 256
 
 
 def train(options: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]]:
@@ -81,17 +95,21 @@ def train(options: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]
         condition=options.condition,
         condition_dropout=options.condition_dropout,
     )
-    trainer = timed_trainer(
-        options.minutes,
-        work / 'diffusion',
-        limit_val_batches=0,
-        enable_progress_bar=False,
+    trainer = (
+        steps_trainer(options.train_steps, work / 'diffusion')
+        if options.train_steps
+        else timed_trainer(
+            options.minutes,
+            work / 'diffusion',
+            limit_val_batches=0,
+            enable_progress_bar=False,
+        )
     )
     trainer.fit(diffusion, datamodule=datamodule)
     checkpoint = work / 'diffusion.ckpt'
     trainer.save_checkpoint(checkpoint)
     record = {
-        'train_minutes_budget': options.minutes,
+        'train_minutes_budget': None if options.train_steps else options.minutes,
         'train_minutes_with_caching': (time.perf_counter() - start) / 60,
         'train_steps': trainer.global_step,
         'block_out_channels': list(options.block_out_channels),
@@ -121,7 +139,11 @@ def measured_share(fractions: list[float], classes: Sequence[int]) -> float:
 
 
 def score(
-    out: Path, plan: SamplePlan, seconds: float, guidance_scale: float | None
+    out: Path,
+    plan: SamplePlan,
+    seconds: float,
+    guidance_scale: float | None,
+    alignment_guidance: float = 0.0,
 ) -> dict[str, Any]:
     """Hit rate and shares of one generated folder.
 
@@ -130,6 +152,7 @@ def score(
         plan: the request plan.
         seconds: sampling time.
         guidance_scale: the guidance scale (None: unconditional).
+        alignment_guidance: the alignment-guidance scale (0: none).
 
     Returns:
         the regime's record.
@@ -141,6 +164,7 @@ def score(
     ]
     record: dict[str, Any] = {
         'guidance_scale': guidance_scale,
+        'alignment_guidance': alignment_guidance,
         'num_samples': len(hits),
         'hits': sum(hits),
         'hit_rate': sum(hits) / len(hits),
@@ -153,6 +177,52 @@ def score(
             for t in THRESHOLDS
         }
     return record
+
+
+def regime_name(row: dict[str, Any]) -> str:
+    """The folder stem of a regime: unconditional, guided_G or guided_G_align_S."""
+    scale = row['guidance_scale']
+    if scale is None:
+        return 'unconditional'
+    align = row.get('alignment_guidance') or 0
+    return f'guided_{scale:g}' + (f'_align_{align:g}' if align else '')
+
+
+def regime_label(row: dict[str, Any]) -> str:
+    """A regime as the tables and the figure name it."""
+    scale = row['guidance_scale']
+    if scale is None:
+        return 'unconditional'
+    align = row.get('alignment_guidance') or 0
+    return f'guidance {scale:g}' + (f' + alignment {align:g}' if align else '')
+
+
+def judge_scores(
+    out: Path, reference: Any, judge: Any, work: Path, classes: Sequence[str]
+) -> dict[str, Any]:
+    """The fixed judge's view of one generated folder.
+
+    Args:
+        out: the generated-dataset folder.
+        reference: the real datamodule (its validation split is the reference).
+        judge: the dataset's fixed judge.
+        work: folder of the fidelity report.
+        classes: the requested class names (none for a change request).
+
+    Returns:
+        alignment, per-class mean-spectrum SAM, their mean and the requested
+        classes' SAM.
+    """
+    scores = evaluate_synthetic(out, reference, work, judge)
+    per_class = scores['class_spectrum_sam_degrees']
+    return {
+        'alignment': scores.get('alignment'),
+        'class_spectrum_sam_degrees': per_class,
+        'mean_class_spectrum_sam_degrees': scores['mean_class_spectrum_sam_degrees'],
+        'requested_class_sam_degrees': {
+            name: per_class.get(name) for name in classes if name in per_class
+        },
+    }
 
 
 def real_rates(plan: SamplePlan) -> dict[str, Any]:
@@ -236,6 +306,8 @@ def markdown(result: dict[str, Any], figure: str | None = None) -> str:
     )
     for row in result['regimes']:
         name = 'unconditional' if row['guidance_scale'] is None else 'requested'
+        if row.get('alignment_guidance'):
+            name += f' + alignment guidance {row["alignment_guidance"]:g}'
         scale = '-' if row['guidance_scale'] is None else f'{row["guidance_scale"]:g}'
         lines.append(
             f'| {name} | {scale} | {row["hits"]}/{row["num_samples"]} | '
@@ -243,6 +315,8 @@ def markdown(result: dict[str, Any], figure: str | None = None) -> str:
             f'{row["sample_seconds_per_pair"]:.2f} |'
         )
     lines += ['', f'Hit rate over the unconditional rate: {result["summary"]}', '']
+    if result.get('judge'):
+        lines += judge_table(result)
     if 'rate_at_least' in real:
         lines += [
             (
@@ -254,13 +328,7 @@ def markdown(result: dict[str, Any], figure: str | None = None) -> str:
             '|---|' + '---|' * len(THRESHOLDS),
         ]
         rows = [('training masks', real)] + [
-            (
-                'unconditional'
-                if r['guidance_scale'] is None
-                else f'requested, scale {r["guidance_scale"]:g}',
-                r,
-            )
-            for r in result['regimes']
+            (regime_label(r), r) for r in result['regimes']
         ]
         for name, row in rows:
             rates = row['rate_at_least']
@@ -281,6 +349,38 @@ def markdown(result: dict[str, Any], figure: str | None = None) -> str:
     return '\n'.join(lines)
 
 
+def judge_table(result: dict[str, Any]) -> list[str]:
+    """Alignment and spectral angles of each regime under the fixed judge."""
+    judge = result['judge']
+    requested = result['request'].get('classes') or []
+    lines = [
+        (
+            f'Fixed judge (`{judge["path"]}`, sha256 `{judge["sha256"][:12]}`; '
+            'alignment: mean IoU between each generated mask and the judge on its '
+            'image; relative: against the judge on real pairs; SAM: angle between '
+            'the generated and the real mean spectrum of a class):'
+        ),
+        '',
+        '| regime | alignment | relative to real | '
+        + ''.join(f'{name} SAM (deg) | ' for name in requested)
+        + 'mean class SAM (deg) |',
+        '|---|---|---|' + '---|' * (len(requested) + 1),
+    ]
+    for row in result['regimes']:
+        alignment = row['judge']['alignment'] or {}
+        sam = row['judge']['requested_class_sam_degrees']
+        lines.append(
+            f'| {regime_label(row)} | {alignment.get("mean", float("nan")):.3f} | '
+            f'{alignment.get("relative", float("nan")):.2f} | '
+            + ''.join(
+                f'{sam[name]:.2f} | ' if sam.get(name) is not None else '- | '
+                for name in requested
+            )
+            + f'{row["judge"]["mean_class_spectrum_sam_degrees"]:.2f} |'
+        )
+    return [*lines, '']
+
+
 def regime_folders(work: Path, result: dict[str, Any]) -> dict[str, Path]:
     """The generated folder of each regime of a run.
 
@@ -291,13 +391,10 @@ def regime_folders(work: Path, result: dict[str, Any]) -> dict[str, Path]:
     Returns:
         regime label to folder.
     """
-    folders = {}
-    for row in result['regimes']:
-        scale = row['guidance_scale']
-        name = 'unconditional' if scale is None else f'guided_{scale:g}'
-        label = 'unconditional' if scale is None else f'guidance {scale:g}'
-        folders[label] = work / f'{name}_{result["seed"]}'
-    return folders
+    return {
+        regime_label(row): work / f'{regime_name(row)}_{result["seed"]}'
+        for row in result['regimes']
+    }
 
 
 def plot(result: dict[str, Any], folders: dict[str, Path], path: Path) -> None:
@@ -415,6 +512,26 @@ def main() -> None:
         'other jobs)',
     )
     parser.add_argument(
+        '--train-steps',
+        type=int,
+        help='train for this many optimizer steps instead of --minutes',
+    )
+    parser.add_argument(
+        '--judge',
+        help="folder of the fixed judge (benchmarks/judge.py): score every row's "
+        'alignment and per-class spectral angle with it',
+    )
+    parser.add_argument(
+        '--guide', help='folder of a guide (benchmarks/judge.py --role guide)'
+    )
+    parser.add_argument(
+        '--alignment-guidance',
+        type=float,
+        default=0.0,
+        help='with --guide: each requested scale gets a second row sampled with '
+        'this alignment-guidance scale',
+    )
+    parser.add_argument(
         '--rerender',
         type=Path,
         help='redraw the Markdown and the figure of a finished run from its JSON and '
@@ -473,23 +590,67 @@ def main() -> None:
         'batch_size': options.batch_size,
         'seed': options.seed,
     }
+    if options.alignment_guidance and not options.guide:
+        parser.error('--alignment-guidance needs --guide')
+    judge, judge_record = (
+        load_judge(Path(options.judge), change) if options.judge else (None, None)
+    )
+    if options.guide and judge_record is not None:
+        _, guide_record = load_judge(Path(options.guide), change)
+        if guide_record['sha256'] == judge_record['sha256']:
+            parser.error(
+                '--guide is the judge: train a guide with judge.py --role guide'
+            )
+    plan_rows: list[tuple[float | None, float]] = [(None, 0.0)]
+    for scale in options.guidance_scales:
+        plan_rows.append((scale, 0.0))
+        if options.alignment_guidance:
+            plan_rows.append((scale, options.alignment_guidance))
+    reference = (
+        real_datamodule(
+            options.dataset,
+            options.root,
+            None,
+            16,
+            {'num_val': REFERENCE_SCENES}
+            if options.dataset.startswith('simulated')
+            else {},
+        )
+        if judge is not None
+        else None
+    )
     regimes = []
-    for scale in [None, *options.guidance_scales]:
-        name = 'unconditional' if scale is None else f'guided_{scale:g}'
+    for scale, align in plan_rows:
+        name = regime_name({'guidance_scale': scale, 'alignment_guidance': align})
         out = work / f'{name}_{options.seed}'
         start = time.perf_counter()
+        steering = (
+            {'guide': Path(options.guide) / 'judge.ckpt', 'alignment_guidance': align}
+            if align
+            else {}
+        )
         if scale is None:
             generate(checkpoint, out, **settings)
         else:
-            generate(checkpoint, out, guidance_scale=scale, **request, **settings)
-        row = score(out, plan, time.perf_counter() - start, scale)
+            generate(
+                checkpoint, out, guidance_scale=scale, **request, **steering, **settings
+            )
+        row = score(out, plan, time.perf_counter() - start, scale, align)
+        if judge is not None:
+            row['judge'] = judge_scores(
+                out,
+                reference,
+                judge,
+                work / f'fidelity_{name}',
+                plan.record.get('classes') or [],
+            )
         print(json.dumps(row))
         regimes.append(row)
     base = regimes[0]['hit_rate']
     best = max(regimes[1:], key=lambda r: r['hit_rate'])
     ratio = best['hit_rate'] / base if base > 0 else None
     summary = (
-        f'{best["hit_rate"]:.1%} at guidance scale {best["guidance_scale"]:g} vs '
+        f'{best["hit_rate"]:.1%} at {regime_label(best)} vs '
         f'{base:.1%} unconditional ('
         + (f'{ratio:.1f}x' if ratio is not None else 'unconditional rate is 0')
         + ').'
@@ -505,6 +666,14 @@ def main() -> None:
         'training': training,
         'real': real_rates(plan),
         'regimes': regimes,
+        'judge': None
+        if judge_record is None
+        else {
+            'path': options.judge,
+            'sha256': judge_record['sha256'],
+            'real_score': judge_record['real_score'],
+        },
+        'guide': options.guide,
         'best_ratio': ratio,
         'summary': summary,
         'machine': machine(),

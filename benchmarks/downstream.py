@@ -35,6 +35,13 @@ the cities of --test-root (a root with a "Test Labels" folder, made by
 benchmarks/heldout_oscd.py), which are removed from --root's training and
 validation cities; the generators must be trained without them too.
 
+Label leak: at a fraction below 1, real only keeps a share of the labels. Generators
+trained on every label would hand the mixed regimes labels that real only never saw.
+With --pool-seed, each fraction's labelled pool is one draw, the same for every
+training seed, and the generators and their guide learn from that pool only
+(benchmarks/alignment.py and benchmarks/judge.py --role guide take the same
+--fraction and --pool-seed).
+
 For each regime against real only, at each fraction, the comparisons give the mean
 paired difference over seeds with a 95 % t interval (scipy.stats); "helps" or
 "hurts" is written only where the interval excludes 0.
@@ -68,15 +75,14 @@ from judge import (
     real_datamodule,
     train_judge,
 )
+from label_pool import LimitedDataModule, share_and_overrides
 from lightning.pytorch import seed_everything
 from scipy import stats
-from torch.utils.data import Subset
 from torchgeo.datamodules import NonGeoDataModule
 
 from torchgeo_specdm.datamodules import SyntheticMixDataModule
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES
 from torchgeo_specdm.datasets import SyntheticDataset
-from torchgeo_specdm.datasets.patches import ScenePatches
 from torchgeo_specdm.evaluation.judges import (
     calibrate_change_threshold,
     downstream_task_for,
@@ -87,9 +93,6 @@ from torchgeo_specdm.evaluation.report import evaluate_synthetic
 RESULTS = Path(__file__).parent / 'results'
 #: Per-class IoU keys of segmentation metrics start with this.
 PER_CLASS = 'iou/'
-#: Single-scene datasets, where a real-data fraction keeps that share of the labelled
-#: pixels of the train block (the classic small-label setting).
-LABEL_FRACTION_DATASETS = ('salinas-a',)
 CHANGE_DATASETS = ('oscd', 'simulated-change')
 REGIMES = (
     'real',
@@ -121,61 +124,6 @@ REFERENCE_SCENES = 256
 PROTOCOL = 'equal-steps'
 
 
-class LimitedDataModule(NonGeoDataModule):
-    """A datamodule whose training split keeps a seeded fraction of the real data."""
-
-    def __init__(
-        self, datamodule: NonGeoDataModule, fraction: float, seed: int
-    ) -> None:
-        super().__init__(
-            SyntheticDataset, datamodule.batch_size, datamodule.num_workers
-        )
-        self.real = datamodule
-        self.fraction = fraction
-        self.seed = seed
-        for name in (
-            'mean',
-            'std',
-            'aug',
-            'train_aug',
-            'bands',
-            'num_classes',
-            'class_names',
-            'collate_fn',
-            'ignore_index',
-        ):
-            if hasattr(datamodule, name):
-                setattr(self, name, getattr(datamodule, name))
-
-    def setup(self, stage: str) -> None:
-        self.real.setup(stage)
-        for name in ('val_dataset', 'test_dataset', 'train_dataset'):
-            setattr(self, name, getattr(self.real, name, None))
-        if stage == 'fit' and self.fraction < 1:
-            self.train_dataset = limit(
-                self.real.train_dataset, self.fraction, self.seed
-            )
-
-
-def limit(dataset: Any, fraction: float, seed: int) -> Any:
-    generator = torch.Generator().manual_seed(seed)
-    if isinstance(dataset, ScenePatches):  # scene datasets: keep whole scenes
-        keep = max(1, round(fraction * len(dataset.scenes)))
-        order = torch.randperm(len(dataset.scenes), generator=generator)[:keep]
-        patches = ScenePatches(
-            [dataset.scenes[i] for i in order],
-            dataset.patch_size,
-            dataset.num_patches,
-            positive_share=dataset.positive_share,
-        )
-        patches.scene_indices = order.tolist()  # type: ignore[attr-defined]
-        return patches
-    keep = max(1, round(fraction * len(dataset)))
-    return Subset(
-        dataset, torch.randperm(len(dataset), generator=generator)[:keep].tolist()
-    )
-
-
 class SyntheticOnlyDataModule(LimitedDataModule):
     """Training on generated pairs only; validation and test stay real."""
 
@@ -191,13 +139,15 @@ class SyntheticOnlyDataModule(LimitedDataModule):
 
 def real_share_and_overrides(
     options: argparse.Namespace, fraction: float, seed: int
-) -> tuple[float, dict[str, Any]]:
-    """The share of training samples to keep, and the datamodule overrides."""
-    overrides = data_overrides(options)
-    if options.dataset in LABEL_FRACTION_DATASETS:
-        # One scene: the fraction thins its train block's labelled pixels instead.
-        return 1.0, overrides | {'label_fraction': fraction, 'seed': seed}
-    return fraction, overrides
+) -> tuple[float, dict[str, Any], int]:
+    """The share of training samples to keep, the datamodule overrides, the draw's seed.
+
+    The labelled pool is drawn with ``--pool-seed`` when given (one pool for every
+    training seed, the one the generators were trained on), else with the seed.
+    """
+    draw = seed if options.pool_seed is None else options.pool_seed
+    share, overrides = share_and_overrides(options.dataset, fraction, draw)
+    return share, data_overrides(options) | overrides, draw
 
 
 def run(
@@ -215,11 +165,11 @@ def run(
         description (samples, cities).
     """
     seed_everything(seed)
-    real_share, overrides = real_share_and_overrides(options, fraction, seed)
+    real_share, overrides, draw = real_share_and_overrides(options, fraction, seed)
     real = real_datamodule(
         options.dataset, options.root, options.test_root, options.batch_size, overrides
     )
-    limited = LimitedDataModule(real, real_share, seed)
+    limited = LimitedDataModule(real, real_share, draw)
     task = downstream_task_for(
         limited,
         lr=options.lr,
@@ -257,6 +207,7 @@ def run(
     data = {
         'real_samples': 0 if regime == 'synthetic-only' else len(limited.train_dataset),
         'train_cities': None if regime == 'synthetic-only' else cities,
+        'pool_seed': draw,
     }
     if options.dataset in CHANGE_DATASETS:
         data['change_threshold'] = calibrate_change_threshold(task, real)
@@ -635,6 +586,13 @@ def main() -> None:
     )
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument(
+        '--pool-seed',
+        type=int,
+        help='draw the real labelled pool of each fraction once, with this seed, for '
+        'every training seed (the pool the generators were trained on: a '
+        'comparison without label leak); default: a new draw per seed',
+    )
+    parser.add_argument(
         '--steps',
         type=int,
         help='optimizer steps of every regime (default: per dataset, '
@@ -754,6 +712,7 @@ def main() -> None:
                 'fraction': fraction,
                 'seed': seed,
                 'ratio': ratio,
+                'pool_seed': data.pop('pool_seed'),
                 'optimizer_steps': taken,
                 'judge_sha256': judge_record['sha256'],
                 'split': data.pop('split'),
@@ -802,7 +761,13 @@ def main() -> None:
         )
         + f', scored once on the real {" and ".join(splits)} split'
         + (f' of {options.test_root}' if options.test_root else '')
-        + '.',
+        + '. '
+        + (
+            f'Labelled pool: one draw per fraction with seed {options.pool_seed} for '
+            'every training seed.'
+            if options.pool_seed is not None
+            else 'Labelled pool: a new draw per fraction and seed.'
+        ),
         '',
         '## Fixed judge and generated data',
         '',
@@ -853,6 +818,10 @@ def main() -> None:
                     if change
                     else None,
                     'test_root': options.test_root,
+                    'pool_seed': options.pool_seed,
+                    'pool': 'one draw per fraction (pool_seed) for every seed'
+                    if options.pool_seed is not None
+                    else 'a new draw per fraction and seed',
                 },
                 'judge': {
                     'path': judge_record['path'],

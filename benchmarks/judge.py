@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from label_pool import LimitedDataModule, share_and_overrides
 from lightning.pytorch import seed_everything
 
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES, demo_datamodule
@@ -143,8 +144,23 @@ def train_judge(
     batch_size: int = 16,
     lr: float = 1e-3,
     role: str = 'judge',
+    fraction: float = 1.0,
+    pool_seed: int = 0,
 ) -> dict[str, Any]:
     """Train, save and score the judge (or a guide) of a dataset.
+
+    Args:
+        dataset: dataset family.
+        root: real dataset root.
+        test_root: OSCD root whose ``Test Labels`` cities are the test split.
+        out: folder of ``judge.ckpt`` and ``judge.json``.
+        steps: optimizer steps.
+        batch_size: mini-batch size.
+        lr: learning rate.
+        role: judge or guide (seed and encoder).
+        fraction: share of the real training labels it learns from (a guide of a
+            leak-free comparison learns from its labelled pool only).
+        pool_seed: seed of that draw (``benchmarks/downstream.py --pool-seed``).
 
     Returns:
         the judge record: ``path``, ``sha256``, ``real_score`` (on the real test
@@ -154,7 +170,12 @@ def train_judge(
     began = time.perf_counter()
     seed, backbone = ROLES[role]
     seed_everything(seed)
-    datamodule = real_datamodule(dataset, root, test_root, batch_size)
+    share, overrides = share_and_overrides(dataset, fraction, pool_seed)
+    datamodule = LimitedDataModule(
+        real_datamodule(dataset, root, test_root, batch_size, overrides),
+        share,
+        pool_seed,
+    )
     task = downstream_task_for(
         datamodule,
         lr=lr,
@@ -177,11 +198,22 @@ def train_judge(
         'seed': seed,
         'backbone': backbone,
         'role': role,
-        'train_cities': getattr(datamodule, 'train_cities', None),
-        'val_cities': getattr(datamodule, 'val_cities', None),
+        'training_pool': {'fraction': fraction, 'seed': pool_seed},
+        'train_samples': len(datamodule.train_dataset),
+        'train_cities': kept_cities(datamodule),
+        'val_cities': getattr(datamodule.real, 'val_cities', None),
         'seconds': time.perf_counter() - began,
     }
     return score_judge(task, record, dataset, root, test_root, out, batch_size)
+
+
+def kept_cities(datamodule: LimitedDataModule) -> list[str] | None:
+    """The training cities a (possibly thinned) OSCD datamodule trained on."""
+    cities = getattr(datamodule.real, 'train_cities', None)
+    kept = getattr(datamodule.train_dataset, 'scene_indices', None)
+    if cities is None or kept is None:
+        return cities
+    return [cities[i] for i in kept]
 
 
 def score_judge(
@@ -244,6 +276,19 @@ def main() -> None:
         'the same model',
     )
     parser.add_argument(
+        '--fraction',
+        type=float,
+        default=1.0,
+        help='share of the real training labels to learn from (a guide of a '
+        'leak-free comparison: its labelled pool; default: all)',
+    )
+    parser.add_argument(
+        '--pool-seed',
+        type=int,
+        default=0,
+        help='seed of that draw, as benchmarks/downstream.py --pool-seed',
+    )
+    parser.add_argument(
         '--out', help='folder (default: outputs/judges/DATASET, or outputs/guides/)'
     )
     parser.add_argument(
@@ -268,6 +313,8 @@ def main() -> None:
             out,
             steps,
             role=options.role,
+            fraction=options.fraction,
+            pool_seed=options.pool_seed,
         )
     print(json.dumps(record, indent=2))
 

@@ -3,9 +3,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import matplotlib
 import pytest
+from lightning.pytorch import Callback, LightningModule, Trainer
 
 matplotlib.use('Agg')
 
@@ -22,6 +24,23 @@ TEST_GENERATOR = {
     'seed': 0,
     'package_version': '0.1.0',
 }
+
+
+class LossCurve(Callback):
+    """The training loss of every optimizer step."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self.losses.append(float(outputs['loss']))
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Conditional diffusion: conditions from masks, guidance, requests and their manifests."""
 
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from torchgeo_specdm.generation.request import (
 from torchgeo_specdm.sample import generate
 from torchgeo_specdm.tasks import LatentDiffusion
 
-from .conftest import TEST_GENERATOR, fit_tiny_diffusion
+from .conftest import ROOT, TEST_GENERATOR, fit_tiny_diffusion
 
 SIM_CLASSES = (
     'Arable land',
@@ -729,3 +730,69 @@ def test_conditional_benchmark_report_and_figure(
     text = (results / 'conditional_simulated-segmentation.md').read_text()
     assert '](conditional_simulated-segmentation.png)' in text
     assert '| requested | 3 |' in text
+
+
+@pytest.mark.timeout(900)
+def test_conditional_benchmark_scores_rows_with_the_judge(
+    conditional: dict[str, Path], tmp_path: Path
+) -> None:
+    folders = {}
+    for role in ('judge', 'guide'):
+        folders[role] = tmp_path / role
+        command = [sys.executable, str(ROOT / 'benchmarks' / 'judge.py')]
+        command += ['--dataset', 'simulated-segmentation', '--role', role]
+        command += ['--steps', '2', '--out', str(folders[role])]
+        subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
+    results = tmp_path / 'results'
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'conditional.py')]
+    command += ['--dataset', 'simulated-segmentation']
+    command += ['--checkpoint', str(conditional['simulated_segmentation'])]
+    command += ['--classes', 'wetlands', '--min-fraction', '0.01']
+    command += ['--guidance-scales', '3', '--num-samples', '3', '--steps', '2']
+    command += ['--judge', str(folders['judge']), '--guide', str(folders['guide'])]
+    command += ['--alignment-guidance', '1', '--work-dir', str(tmp_path / 'work')]
+    command += ['--results-dir', str(results)]
+    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
+    result = json.loads(
+        (results / 'conditional_simulated-segmentation.json').read_text()
+    )
+    record = json.loads((folders['judge'] / 'judge.json').read_text())
+    assert result['judge']['sha256'] == record['sha256']
+    rows = result['regimes']
+    assert [(r['guidance_scale'], r['alignment_guidance']) for r in rows] == [
+        (None, 0.0),
+        (3.0, 0.0),
+        (3.0, 1.0),
+    ]
+    for row in rows:
+        alignment = row['judge']['alignment']
+        assert 0 <= alignment['mean'] <= 1
+        assert alignment['real_mean'] > 0
+        assert set(row['judge']['requested_class_sam_degrees']) <= {'Wetlands'}
+    steered = tmp_path / 'work' / 'simulated-segmentation' / 'guided_3_align_1_0'
+    generator = json.loads((steered / 'manifest.json').read_text())['generator']
+    assert generator['alignment_guidance'] == 1.0
+    assert generator['guide']['path'] == 'judge.ckpt'
+    text = (results / 'conditional_simulated-segmentation.md').read_text()
+    assert record['sha256'][:12] in text
+    assert '| guidance 3 + alignment 1 |' in text
+
+
+def test_conditional_benchmark_refuses_the_judge_as_guide(
+    conditional: dict[str, Path], tmp_path: Path
+) -> None:
+    judge = tmp_path / 'judge'
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'judge.py')]
+    command += ['--dataset', 'simulated-segmentation', '--steps', '1']
+    subprocess.run([*command, '--out', str(judge)], check=True, capture_output=True)
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'conditional.py')]
+    command += ['--dataset', 'simulated-segmentation']
+    command += ['--checkpoint', str(conditional['simulated_segmentation'])]
+    command += ['--judge', str(judge), '--guide', str(judge)]
+    command += ['--alignment-guidance', '1', '--work-dir', str(tmp_path / 'work')]
+    done = subprocess.run(
+        command, check=False, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert '--guide is the judge' in done.stderr
+    assert not (tmp_path / 'work' / 'simulated-segmentation').exists()

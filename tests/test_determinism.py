@@ -4,26 +4,14 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
 from torchgeo_specdm.datamodules import SimulatedSegmentationDataModule
 from torchgeo_specdm.sample import generate
 from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
+from torchgeo_specdm.tasks.utils import steps_trainer
 
-
-class LossCurve(Callback):
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-
-    def on_train_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        self.losses.append(float(outputs['loss']))
+from .conftest import LossCurve
 
 
 def _curve(make_task: Any, tmp_path: Path) -> list[float]:
@@ -32,17 +20,9 @@ def _curve(make_task: Any, tmp_path: Path) -> list[float]:
         num_train=8, num_val=4, size=32, batch_size=4
     )
     curve = LossCurve()
-    trainer = Trainer(
-        max_steps=4,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[curve],
-        default_root_dir=tmp_path,
+    steps_trainer(4, tmp_path, callbacks=[curve]).fit(
+        make_task(), datamodule=datamodule
     )
-    trainer.fit(make_task(), datamodule=datamodule)
     return curve.losses
 
 

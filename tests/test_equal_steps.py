@@ -68,6 +68,8 @@ def test_every_regime_takes_the_same_steps_under_one_judge(
         '--seeds',
         '0',
         '1',
+        '--pool-seed',
+        '7',
         '--steps',
         str(STEPS),
         '--batch-size',
@@ -94,6 +96,9 @@ def test_every_regime_takes_the_same_steps_under_one_judge(
         'pretrain-finetune',
         'real+guided',
     }
+    # One labelled pool (the generators') for every training seed.
+    assert result['protocol']['pool_seed'] == 7
+    assert {entry['pool_seed'] for entry in runs} == {7}
     # Appending synthetic pairs changes the data, never the step count.
     assert {entry['optimizer_steps'] for entry in runs} == {STEPS}
     record = json.loads((tmp_path / 'judge' / 'judge.json').read_text())

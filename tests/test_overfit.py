@@ -1,7 +1,6 @@
 """Training learns: each task overfits one small batch under a real Lightning Trainer."""
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -11,26 +10,11 @@ from torchgeo_specdm.datamodules import SimulatedSegmentationDataModule
 from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
 from torchgeo_specdm.types import Sample
 
+from .conftest import LossCurve
+
 #: The loss after overfitting, at most this fraction of the loss at the start.
 VAE_FRACTION = 0.35
 DIFFUSION_FRACTION = 0.5
-
-
-class _Losses(Callback):
-    """The loss of every training step."""
-
-    def __init__(self) -> None:
-        self.values: list[float] = []
-
-    def on_train_batch_end(
-        self,
-        trainer: Trainer,
-        pl_module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        self.values.append(float(outputs['loss']))
 
 
 def _one_batch() -> SimulatedSegmentationDataModule:
@@ -73,9 +57,9 @@ def overfit_vae(
         patience=1000,
         num_plots=0,
     )
-    losses = _Losses()
+    losses = LossCurve()
     _overfit(vae, 60, tmp_path_factory.mktemp('vae'), losses)
-    return vae, losses.values
+    return vae, losses.losses
 
 
 def test_vae_overfits_one_batch(overfit_vae: tuple[TwoStreamVAE, list[float]]) -> None:
@@ -122,9 +106,9 @@ def test_latent_diffusion_overfits_one_batch(
         patience=1000,
         sample_every_n_epochs=10**6,
     )
-    losses, start = _Losses(), _FixedDrawLoss(batch)
+    losses, start = LossCurve(), _FixedDrawLoss(batch)
     _overfit(task, 150, tmp_path, losses, start)
-    assert len(losses.values) == 150
+    assert len(losses.losses) == 150
     assert start.start is not None
     end = fixed_draw_loss(task, batch)
     assert end < DIFFUSION_FRACTION * start.start, f'{start.start:.3f} -> {end:.3f}'

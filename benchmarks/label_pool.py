@@ -1,0 +1,125 @@
+"""The labelled pool of a comparison: a seeded share of the real training data.
+
+At a label fraction below 1, "real only" trains on a share of the real training split.
+A generator (or guide) that learned from the whole split hands the mixed regimes labels
+that real only never saw. A leak-free comparison draws the pool once, with one seed
+(``--pool-seed``), trains its generators, its guide and every downstream model on that
+pool, and varies only the training seed.
+"""
+
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+from torchgeo.datamodules import NonGeoDataModule
+
+from torchgeo_specdm.datasets import SyntheticDataset
+from torchgeo_specdm.datasets.patches import ScenePatches
+
+#: Single-scene datasets, where a real-data fraction keeps that share of the labelled
+#: pixels of the train block (the classic small-label setting).
+LABEL_FRACTION_DATASETS = ('salinas-a',)
+#: Attributes a :class:`LimitedDataModule` takes from the datamodule it thins.
+COPIED = (
+    'mean',
+    'std',
+    'aug',
+    'train_aug',
+    'bands',
+    'wavelengths',
+    'num_classes',
+    'class_names',
+    'collate_fn',
+    'ignore_index',
+)
+
+
+def share_and_overrides(
+    dataset: str, fraction: float, seed: int
+) -> tuple[float, dict[str, Any]]:
+    """How a fraction of the labels is drawn for one dataset family.
+
+    Args:
+        dataset: dataset family.
+        fraction: share of the real training labels to keep.
+        seed: seed of the draw.
+
+    Returns:
+        the share of training samples :class:`LimitedDataModule` keeps, and the
+        datamodule arguments that thin the labels instead (single-scene datasets).
+    """
+    if dataset in LABEL_FRACTION_DATASETS:
+        return 1.0, {'label_fraction': fraction, 'seed': seed}
+    return fraction, {}
+
+
+class LimitedDataModule(NonGeoDataModule):
+    """A datamodule whose training split keeps a seeded fraction of the real data."""
+
+    def __init__(
+        self, datamodule: NonGeoDataModule, fraction: float, seed: int
+    ) -> None:
+        """Initialise a new LimitedDataModule.
+
+        Args:
+            datamodule: the real datamodule; validation and test stay its own.
+            fraction: share of its training samples (or scenes) to keep.
+            seed: seed of the draw.
+        """
+        super().__init__(
+            SyntheticDataset, datamodule.batch_size, datamodule.num_workers
+        )
+        self.real = datamodule
+        self.fraction = fraction
+        self.seed = seed
+        self._copy_settings()
+
+    def _copy_settings(self) -> None:
+        """Take the real datamodule's normalisation, augmentation and class names."""
+        for name in COPIED:
+            if hasattr(self.real, name):
+                setattr(self, name, getattr(self.real, name))
+
+    def setup(self, stage: str) -> None:
+        """Set up the real datamodule, then thin its training split.
+
+        Args:
+            stage: Lightning stage.
+        """
+        self.real.setup(stage)
+        self._copy_settings()
+        for name in ('val_dataset', 'test_dataset', 'train_dataset'):
+            setattr(self, name, getattr(self.real, name, None))
+        if stage == 'fit' and self.fraction < 1:
+            self.train_dataset = limit(
+                self.real.train_dataset, self.fraction, self.seed
+            )
+
+
+def limit(dataset: Any, fraction: float, seed: int) -> Any:
+    """A seeded share of a training dataset (whole scenes of a scene dataset).
+
+    Args:
+        dataset: the training dataset.
+        fraction: share to keep (at least one sample or scene).
+        seed: seed of the draw.
+
+    Returns:
+        the kept part; a scene dataset's records its ``scene_indices``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(dataset, ScenePatches):
+        keep = max(1, round(fraction * len(dataset.scenes)))
+        order = torch.randperm(len(dataset.scenes), generator=generator)[:keep]
+        patches = ScenePatches(
+            [dataset.scenes[i] for i in order],
+            dataset.patch_size,
+            dataset.num_patches,
+            positive_share=dataset.positive_share,
+        )
+        patches.scene_indices = order.tolist()  # type: ignore[attr-defined]
+        return patches
+    keep = max(1, round(fraction * len(dataset)))
+    return Subset(
+        dataset, torch.randperm(len(dataset), generator=generator)[:keep].tolist()
+    )

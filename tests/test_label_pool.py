@@ -1,0 +1,119 @@
+"""The labelled pool of a leak-free comparison: one draw shared by generators and seeds."""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from torchgeo_specdm.datamodules import SimulatedSegmentationDataModule
+from torchgeo_specdm.datamodules.registry import demo_datamodule
+
+from .conftest import ROOT
+
+
+def _options(pool_seed: int | None) -> argparse.Namespace:
+    return argparse.Namespace(
+        dataset='simulated-segmentation',
+        pool_seed=pool_seed,
+        size=None,
+        patch_size=None,
+    )
+
+
+def _kept(
+    load_benchmark: Callable[[str], ModuleType],
+    fraction: float,
+    seed: int,
+    pool_seed: int | None,
+) -> list[int]:
+    downstream = load_benchmark('downstream')
+    pool = load_benchmark('label_pool')
+    share, overrides, draw = downstream.real_share_and_overrides(
+        _options(pool_seed), fraction, seed
+    )
+    assert overrides == {}
+    datamodule = pool.LimitedDataModule(
+        SimulatedSegmentationDataModule(num_train=40, size=16, seed=3), share, draw
+    )
+    datamodule.setup('fit')
+    return list(datamodule.train_dataset.indices)
+
+
+def test_pool_seed_fixes_the_pool_for_every_training_seed(
+    load_benchmark: Callable[[str], ModuleType],
+) -> None:
+    pooled = [_kept(load_benchmark, 0.25, seed, pool_seed=7) for seed in (0, 1, 2)]
+    assert len(pooled[0]) == 10
+    assert pooled[0] == pooled[1] == pooled[2]
+    drawn = [_kept(load_benchmark, 0.25, seed, pool_seed=None) for seed in (0, 1)]
+    assert drawn[0] != drawn[1]
+    # A generator trained with --pool-seed 7 (alignment.py's data()) sees this pool.
+    alignment = load_benchmark('alignment')
+    options = argparse.Namespace(
+        dataset='simulated-segmentation', root=None, fraction=0.25, pool_seed=7
+    )
+    generators = alignment.data(options)
+    generators.real = SimulatedSegmentationDataModule(num_train=40, size=16, seed=3)
+    generators.setup('fit')
+    assert list(generators.train_dataset.indices) == pooled[0]
+
+
+def test_label_fraction_datasets_thin_labels_with_the_pool_seed(
+    load_benchmark: Callable[[str], ModuleType],
+) -> None:
+    pool = load_benchmark('label_pool')
+    assert pool.share_and_overrides('salinas-a', 0.1, 4) == (
+        1.0,
+        {'label_fraction': 0.1, 'seed': 4},
+    )
+    assert pool.share_and_overrides('simulated-segmentation', 0.1, 4) == (0.1, {})
+
+
+def test_guide_from_another_pool_is_refused(
+    load_benchmark: Callable[[str], ModuleType],
+) -> None:
+    alignment = load_benchmark('alignment')
+    options = argparse.Namespace(fraction=0.1, pool_seed=0, guide='outputs/guides/g')
+    alignment.check_guide_pool(options, {'training_pool': {'fraction': 0.1, 'seed': 0}})
+    for record in ({}, {'training_pool': {'fraction': 0.1, 'seed': 1}}):
+        with pytest.raises(SystemExit, match=re.escape('--fraction 0.1 --pool-seed 0')):
+            alignment.check_guide_pool(options, record)
+    # Generators that learned from every label may use any guide.
+    alignment.check_guide_pool(
+        argparse.Namespace(fraction=1.0, pool_seed=0, guide='g'), {}
+    )
+
+
+@pytest.mark.timeout(600)
+def test_guide_learns_from_its_pool_only(tmp_path: Path) -> None:
+    out = tmp_path / 'guide'
+    command = [
+        sys.executable,
+        str(ROOT / 'benchmarks' / 'judge.py'),
+        '--dataset',
+        'simulated-segmentation',
+        '--role',
+        'guide',
+        '--fraction',
+        '0.1',
+        '--pool-seed',
+        '3',
+        '--steps',
+        '2',
+        '--out',
+        str(out),
+    ]
+    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
+    record = json.loads((out / 'judge.json').read_text())
+    assert record['role'] == 'guide'
+    assert record['training_pool'] == {'fraction': 0.1, 'seed': 3}
+    assert record['optimizer_steps'] == 2
+    full = demo_datamodule('simulated-segmentation', None)
+    full.setup('fit')
+    assert record['train_samples'] == round(0.1 * len(full.train_dataset))
