@@ -564,6 +564,18 @@ def main() -> None:
         request['min_fraction'] = options.min_fraction
     work = Path(options.work_dir) / options.dataset
 
+    if options.alignment_guidance and not options.guide:
+        parser.error('--alignment-guidance needs --guide')
+    judge, judge_record = (
+        load_judge(Path(options.judge), change) if options.judge else (None, None)
+    )
+    if options.guide and judge_record is not None:
+        _, guide_record = load_judge(Path(options.guide), change)
+        if guide_record['sha256'] == judge_record['sha256']:
+            parser.error(
+                '--guide is the judge: train a guide with judge.py --role guide'
+            )
+
     if options.checkpoint is None:
         if options.vae_checkpoint is None:
             parser.error('give --vae-checkpoint (or a trained --checkpoint)')
@@ -590,17 +602,6 @@ def main() -> None:
         'batch_size': options.batch_size,
         'seed': options.seed,
     }
-    if options.alignment_guidance and not options.guide:
-        parser.error('--alignment-guidance needs --guide')
-    judge, judge_record = (
-        load_judge(Path(options.judge), change) if options.judge else (None, None)
-    )
-    if options.guide and judge_record is not None:
-        _, guide_record = load_judge(Path(options.guide), change)
-        if guide_record['sha256'] == judge_record['sha256']:
-            parser.error(
-                '--guide is the judge: train a guide with judge.py --role guide'
-            )
     plan_rows: list[tuple[float | None, float]] = [(None, 0.0)]
     for scale in options.guidance_scales:
         plan_rows.append((scale, 0.0))
