@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 from common import machine
-from judge import fit_steps, load_judge, real_datamodule
+from judge import fit_steps, load_judge, real_datamodule, reference_datamodule
 from label_pool import LimitedDataModule, share_and_overrides
 from lightning.pytorch import seed_everything
 from torch import Tensor
@@ -64,8 +64,6 @@ from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
 
 RESULTS = Path(__file__).parent / 'results'
 SEED = 0
-#: Held-out simulator scenes the judge-space metrics compare generated pairs with.
-REFERENCE_SCENES = 256
 
 #: VAE settings (TwoStreamVAE arguments on top of the demo's).
 VAES: dict[str, dict[str, Any]] = {
@@ -344,10 +342,7 @@ def guidance_cost(options: argparse.Namespace, pairs: int = 32) -> dict[str, Any
 
 
 def reference(options: argparse.Namespace) -> Any:
-    overrides = (
-        {'num_val': REFERENCE_SCENES} if options.dataset.startswith('simulated') else {}
-    )
-    return real_datamodule(options.dataset, options.root, None, 16, overrides)
+    return reference_datamodule(options.dataset, options.root)
 
 
 @torch.no_grad()

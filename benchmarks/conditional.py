@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from common import benchmark_datamodule, machine
-from judge import load_judge, real_datamodule
+from judge import load_judge, reference_datamodule
 from lightning.pytorch import seed_everything
 from matplotlib.patches import Patch
 
@@ -65,8 +65,6 @@ DEFAULT_REQUEST: dict[str, dict[str, Any]] = {
 
 #: Extra class-share thresholds reported for class requests.
 THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3)
-#: Held-out simulator scenes the judge compares generated pairs with.
-REFERENCE_SCENES = 256
 
 
 def train(options: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Any]]:
@@ -608,15 +606,7 @@ def main() -> None:
         if options.alignment_guidance:
             plan_rows.append((scale, options.alignment_guidance))
     reference = (
-        real_datamodule(
-            options.dataset,
-            options.root,
-            None,
-            16,
-            {'num_val': REFERENCE_SCENES}
-            if options.dataset.startswith('simulated')
-            else {},
-        )
+        reference_datamodule(options.dataset, options.root)
         if judge is not None
         else None
     )

@@ -73,6 +73,7 @@ from judge import (
     heldout_datamodule,
     load_judge,
     real_datamodule,
+    reference_datamodule,
     train_judge,
 )
 from label_pool import LimitedDataModule, share_and_overrides
@@ -119,8 +120,6 @@ SYNTHETIC_NEEDED = {
 STEPS = {'oscd': 300, 'simulated-segmentation': 200, 'salinas-a': 300}
 QUICK_STEPS = 100
 QUICK_JUDGE_STEPS = 300
-#: Held-out simulator scenes the judge-space metrics compare generated pairs with.
-REFERENCE_SCENES = 256
 PROTOCOL = 'equal-steps'
 
 
@@ -255,18 +254,13 @@ def judge_generators(
     Fréchet distance.
     """
     scored = {}
-    # The simulator's validation split is small; the reference of the
-    # distribution metrics gets as many held-out scenes as the judge sees pairs.
-    reference = (
-        {'num_val': REFERENCE_SCENES} if options.dataset.startswith('simulated') else {}
-    )
     for key in keys:
-        real = real_datamodule(
+        real = reference_datamodule(
             options.dataset,
             options.root,
             options.test_root,
             options.batch_size,
-            data_overrides(options) | reference,
+            data_overrides(options),
         )
         result = evaluate_synthetic(
             roots[key], real, Path(options.work_dir) / f'fidelity_{key}', judge

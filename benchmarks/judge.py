@@ -44,6 +44,9 @@ ROLES = {'judge': (JUDGE_SEED, 'resnet18'), 'guide': (GUIDE_SEED, 'resnet34')}
 JUDGE_STEPS = {'oscd': 900, 'simulated-segmentation': 900, 'salinas-a': 900}
 #: Share of OSCD training patches placed around a changed pixel.
 CHANGE_PATCH_SHARE = 0.25
+#: Held-out simulator scenes that generated pairs are scored against: the simulator's
+#: validation split is small, so the reference gets as many scenes as there are pairs.
+REFERENCE_SCENES = 256
 IMAGES = 'Onera Satellite Change Detection dataset - Images'
 TEST_LABELS = 'Onera Satellite Change Detection dataset - Test Labels'
 
@@ -85,6 +88,32 @@ def real_datamodule(
             'change_patch_share': CHANGE_PATCH_SHARE,
         }
     return demo_datamodule(dataset, root, batch_size, kwargs)
+
+
+def reference_datamodule(
+    dataset: str,
+    root: str | None,
+    test_root: str | None = None,
+    batch_size: int = 16,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
+    """The real data that generated pairs are scored against (its validation split).
+
+    Args:
+        dataset: dataset family.
+        root: real dataset root.
+        test_root: OSCD root whose ``Test Labels`` cities are left out.
+        batch_size: mini-batch size.
+        overrides: more datamodule arguments.
+
+    Returns:
+        :func:`real_datamodule`, with :data:`REFERENCE_SCENES` validation scenes
+        for the simulators.
+    """
+    extra = {'num_val': REFERENCE_SCENES} if dataset.startswith('simulated') else {}
+    return real_datamodule(
+        dataset, root, test_root, batch_size, (overrides or {}) | extra
+    )
 
 
 def heldout_datamodule(
