@@ -345,6 +345,11 @@ def reference(options: argparse.Namespace) -> Any:
     return reference_datamodule(options.dataset, options.root)
 
 
+def judge_ignore_index(judge: Any) -> int | None:
+    """The label the judge was trained to ignore (Salinas-A: unlabelled), if any."""
+    return judge.hparams.get('ignore_index')
+
+
 @torch.no_grad()
 def diagnostics(options: argparse.Namespace, judge: Any) -> dict[str, Any]:
     """Judge agreement of real pairs, VAE reconstructions and rotated latents."""
@@ -396,9 +401,12 @@ def _agreement(
 ) -> dict[str, float]:
     """Judge alignment of (image, mask) pairs, and the masks' accuracy against truth."""
     predicted = predict_labels(judge, image)
+    ignore = judge_ignore_index(judge)
+    alignment = metrics.alignment_scores(mask, predicted, classes, ignore_index=ignore)
+    labelled = truth != ignore if ignore is not None else torch.ones_like(truth).bool()
     return {
-        'alignment': float(metrics.alignment_scores(mask, predicted, classes).mean()),
-        'mask_accuracy': float((mask == truth).float().mean()),
+        'alignment': float(alignment.mean()),
+        'mask_accuracy': float((mask == truth)[labelled].float().mean()),
     }
 
 
@@ -548,7 +556,7 @@ def main() -> None:
     parser.add_argument(
         '--dataset',
         default='simulated-segmentation',
-        choices=['simulated-segmentation'],
+        choices=['simulated-segmentation', 'salinas-a'],
     )
     parser.add_argument('--root', help='real dataset root (real datasets)')
     parser.add_argument('--judge', required=True, help='folder of benchmarks/judge.py')

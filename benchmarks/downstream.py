@@ -56,6 +56,7 @@ Examples:
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,7 @@ import matplotlib.pyplot as plt
 import torch
 from common import machine
 from judge import (
+    CHANGE_MODELS,
     JUDGE_STEPS,
     fit_steps,
     heldout_datamodule,
@@ -90,6 +92,7 @@ from torchgeo_specdm.evaluation.judges import (
     score_downstream,
 )
 from torchgeo_specdm.evaluation.report import evaluate_synthetic
+from torchgeo_specdm.sample import file_sha256
 
 RESULTS = Path(__file__).parent / 'results'
 #: Per-class IoU keys of segmentation metrics start with this.
@@ -175,6 +178,7 @@ def run(
         schedule='steps',
         change_loss=options.change_loss,
         pos_weight=options.pos_weight,
+        change_model=options.change_model,
     )
     work = Path(options.work_dir) / f'{regime}-{fraction}-{seed}-{ratio}'
     steps = options.steps
@@ -216,12 +220,60 @@ def run(
     return score_downstream(task, test_module, split), taken, data | {'split': split}
 
 
+def run_settings(
+    options: argparse.Namespace, regime: str, roots: dict[str, str], judge_sha256: str
+) -> dict[str, Any]:
+    """Everything a finished run depends on besides its regime, fraction and seed."""
+    needs = SYNTHETIC_NEEDED.get(regime) or (
+        'specdm' if regime in ('pretrain-finetune', 'synthetic-only') else None
+    )
+    manifest = Path(roots[needs]) / 'manifest.json' if needs else None
+    return {
+        'dataset': options.dataset,
+        'root': options.root,
+        'test_root': options.test_root,
+        'steps': options.steps,
+        'batch_size': options.batch_size,
+        'lr': options.lr,
+        'change_loss': options.change_loss,
+        'pos_weight': options.pos_weight,
+        'change_model': options.change_model,
+        'pool_seed': options.pool_seed,
+        'overrides': data_overrides(options),
+        'judge_sha256': judge_sha256,
+        'synthetic_manifest_sha256': file_sha256(manifest) if manifest else None,
+        'alignment_threshold': (
+            options.alignment_threshold if regime == 'real+specdm-filt' else None
+        ),
+    }
+
+
+def finished_run(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """A run an earlier invocation finished with the same settings, if any."""
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if saved.get('settings') != json.loads(json.dumps(settings)):
+        return None
+    return dict(saved['run'])
+
+
+def write_atomically(path: Path, record: dict[str, Any]) -> None:
+    """Write a JSON file whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix('.json.tmp')
+    temporary.write_text(json.dumps(record, indent=2) + '\n')
+    os.replace(temporary, path)
+
+
 def data_overrides(options: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if options.size is not None and options.dataset.startswith('simulated'):
         kwargs['size'] = options.size
     if options.patch_size is not None and not options.dataset.startswith('simulated'):
         kwargs['patch_size'] = options.patch_size
+    if getattr(options, 'raw_scene_statistics', False) and options.dataset == 'oscd':
+        kwargs['match_scene_statistics'] = False
     return kwargs
 
 
@@ -612,6 +664,19 @@ def main() -> None:
         '--pos-weight', type=float, help="weight of the change class in the 'bce' loss"
     )
     parser.add_argument(
+        '--raw-scene-statistics',
+        action='store_true',
+        help='OSCD: keep the raw values of each city and date (by default each band '
+        'of each is matched to the dataset mean and std)',
+    )
+    parser.add_argument(
+        '--change-model',
+        choices=CHANGE_MODELS,
+        default='unet',
+        help='TorchGeo model of the change detectors and of a judge trained here: '
+        'the early-fusion U-Net or a siamese one (default: %(default)s)',
+    )
+    parser.add_argument(
         '--quick',
         action='store_true',
         help=f'the largest fraction only, 2 seeds, {QUICK_STEPS} steps (a judge trained '
@@ -644,6 +709,7 @@ def main() -> None:
             options.judge_steps or JUDGE_STEPS.get(options.dataset, 900),
             options.batch_size,
             options.lr,
+            change_model=options.change_model,
         )
     judge, judge_record = load_judge(judge_dir, change)
 
@@ -698,10 +764,13 @@ def main() -> None:
             f'[{number}/{len(plan)}] {label} ({(time.perf_counter() - start) / 60:.1f} min so far)',
             flush=True,
         )
-        began = time.perf_counter()
-        result, taken, data = run(options, regime, fraction, seed, ratio, roots)
-        runs.append(
-            {
+        saved = Path(options.work_dir) / f'{regime}-{fraction}-{seed}-{ratio}.json'
+        settings = run_settings(options, regime, roots, judge_record['sha256'])
+        entry = finished_run(saved, settings)
+        if entry is None:
+            began = time.perf_counter()
+            result, taken, data = run(options, regime, fraction, seed, ratio, roots)
+            entry = {
                 'regime': regime,
                 'fraction': fraction,
                 'seed': seed,
@@ -714,7 +783,11 @@ def main() -> None:
                 'metrics': result,
                 'seconds': time.perf_counter() - began,
             }
-        )
+            write_atomically(saved, {'settings': settings, 'run': entry})
+        else:
+            print('    finished in an earlier invocation', flush=True)
+        runs.append(entry)
+        result, taken = entry['metrics'], entry['optimizer_steps']
         print(
             f'    {taken} steps;',
             ', '.join(f'{k}={v:.3f}' for k, v in result.items() if '/' not in k),
@@ -805,6 +878,7 @@ def main() -> None:
                     'lr': options.lr,
                     'change_loss': options.change_loss if change else None,
                     'pos_weight': options.pos_weight if change else None,
+                    'change_model': options.change_model if change else None,
                     'schedule': 'AdamW, cosine decay to 0 over max_steps',
                     'pretrain_finetune': 'max_steps // 2 synthetic, the rest real',
                     'checkpoint': 'last step, no selection',

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from label_pool import LimitedDataModule, share_and_overrides
@@ -26,6 +26,7 @@ from lightning.pytorch import seed_everything
 
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES, demo_datamodule
 from torchgeo_specdm.evaluation.judges import (
+    ChangeModel,
     calibrate_change_threshold,
     downstream_task_for,
     load_downstream,
@@ -42,6 +43,8 @@ GUIDE_SEED = 2000
 ROLES = {'judge': (JUDGE_SEED, 'resnet18'), 'guide': (GUIDE_SEED, 'resnet34')}
 #: Optimizer steps of the judge per dataset family (several downstream runs' worth).
 JUDGE_STEPS = {'oscd': 900, 'simulated-segmentation': 900, 'salinas-a': 900}
+#: TorchGeo change models a change judge or downstream detector can take.
+CHANGE_MODELS = get_args(ChangeModel)
 #: Share of OSCD training patches placed around a changed pixel.
 CHANGE_PATCH_SHARE = 0.25
 #: Held-out simulator scenes that generated pairs are scored against: the simulator's
@@ -175,6 +178,7 @@ def train_judge(
     role: str = 'judge',
     fraction: float = 1.0,
     pool_seed: int = 0,
+    change_model: ChangeModel = 'unet',
 ) -> dict[str, Any]:
     """Train, save and score the judge (or a guide) of a dataset.
 
@@ -190,6 +194,7 @@ def train_judge(
         fraction: share of the real training labels it learns from (a guide of a
             leak-free comparison learns from its labelled pool only).
         pool_seed: seed of that draw (``benchmarks/downstream.py --pool-seed``).
+        change_model: TorchGeo change model of a change detector.
 
     Returns:
         the judge record: ``path``, ``sha256``, ``real_score`` (on the real test
@@ -209,7 +214,8 @@ def train_judge(
         datamodule,
         lr=lr,
         schedule='steps',
-        backbone=backbone,  # type: ignore[arg-type]
+        backbone=backbone,
+        change_model=change_model,
     )
     out.mkdir(parents=True, exist_ok=True)
     taken = fit_steps(task, datamodule, steps, out / 'lightning')
@@ -318,6 +324,12 @@ def main() -> None:
         help='seed of that draw, as benchmarks/downstream.py --pool-seed',
     )
     parser.add_argument(
+        '--change-model',
+        choices=CHANGE_MODELS,
+        default='unet',
+        help='change detectors: TorchGeo model (default: %(default)s)',
+    )
+    parser.add_argument(
         '--out', help='folder (default: outputs/judges/DATASET, or outputs/guides/)'
     )
     parser.add_argument(
@@ -344,6 +356,7 @@ def main() -> None:
             role=options.role,
             fraction=options.fraction,
             pool_seed=options.pool_seed,
+            change_model=options.change_model,
         )
     print(json.dumps(record, indent=2))
 

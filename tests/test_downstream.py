@@ -16,11 +16,14 @@ from torchgeo_specdm.datamodules import (
     SimulatedSegmentationDataModule,
 )
 from torchgeo_specdm.evaluation.judges import (
+    encoder_features,
     held_out_split,
     make_downstream_task,
+    predict_labels,
     score_downstream,
     segmentation_scores,
 )
+from torchgeo_specdm.generation.guidance import guide_input
 
 from .conftest import ROOT
 
@@ -54,6 +57,25 @@ def test_heldout_oscd_root_has_a_test_split(oscd_root: Path, tmp_path: Path) -> 
     scores = score_downstream(task, datamodule, 'test')
     assert scores.keys() == {'f1', 'precision', 'recall', 'iou'}
     assert all(0 <= value <= 1 for value in scores.values())
+
+
+def test_siamese_change_detector_takes_the_two_dates_apart() -> None:
+    torch.manual_seed(0)
+    siamese = make_downstream_task(13, 2, change=True, change_model='fcsiamdiff')
+    fused = make_downstream_task(13, 2, change=True)
+    first, second = torch.randn(2, 1, 1, 13, 32, 32).unbind(0)
+    unchanged = [date.expand(-1, 2, -1, -1, -1) for date in (first, second)]
+    with torch.no_grad():
+        # FC-Siam-diff decodes feature differences: two identical dates look alike
+        # whatever they show, so the input must reach it as [B, 2, C, H, W].
+        siamese_logits = [siamese.eval()(guide_input(x, siamese)) for x in unchanged]
+        fused_logits = [fused.eval()(guide_input(x, fused)) for x in unchanged]
+    torch.testing.assert_close(siamese_logits[0], siamese_logits[1])
+    assert not torch.allclose(fused_logits[0], fused_logits[1])
+    assert guide_input(unchanged[0], fused).shape == (1, 26, 32, 32)
+    pairs = torch.cat(unchanged)
+    assert predict_labels(siamese, pairs).shape == (2, 32, 32)
+    assert encoder_features(siamese, pairs).shape == (2, 2 * 512)
 
 
 @pytest.mark.parametrize('ignore_index', [None, 0])

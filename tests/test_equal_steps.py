@@ -128,6 +128,28 @@ def test_every_regime_takes_the_same_steps_under_one_judge(
     text = (out / 'downstream_simulated-segmentation.md').read_text()
     assert record['sha256'][:12] in text
     assert '95 % interval' in text
+    # A second invocation reuses every finished run instead of training it again.
+    again = subprocess.run(
+        command, check=True, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert again.stdout.count('finished in an earlier invocation') == len(runs)
+    rerun = json.loads((out / 'downstream_simulated-segmentation.json').read_text())
+    assert [entry['metrics'] for entry in rerun['runs']] == [
+        entry['metrics'] for entry in runs
+    ]
+
+
+def test_a_finished_run_is_reused_only_with_the_same_settings(
+    load_benchmark: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    benchmark = load_benchmark('downstream')
+    path = tmp_path / 'real-0.1-0-None.json'
+    settings = {'steps': 200, 'lr': 0.001, 'overrides': {'size': 32}}
+    benchmark.write_atomically(path, {'settings': settings, 'run': {'metrics': 1}})
+    assert benchmark.finished_run(path, settings) == {'metrics': 1}
+    assert benchmark.finished_run(path, settings | {'steps': 300}) is None
+    assert benchmark.finished_run(tmp_path / 'missing.json', settings) is None
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_paired_difference_known_answers(

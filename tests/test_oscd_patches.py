@@ -52,3 +52,26 @@ def test_scene_smaller_than_patch() -> None:
         InvalidInputError, match='scene 0 is 32 x 32 px, smaller than patch_size=64'
     ):
         ScenePatches([scene], 64)
+
+
+def test_matched_scene_statistics(oscd_root: Path) -> None:
+    module = OSCDPatchDataModule(
+        root=oscd_root, patch_size=64, match_scene_statistics=True
+    )
+    module.setup('fit')
+    plain = OSCDPatchDataModule(root=oscd_root, patch_size=64)
+    plain.setup('fit')
+    for matched, original in zip(module.val_dataset.scenes, plain.val_dataset.scenes):  # type: ignore[union-attr]
+        image = matched['image']
+        # Every band of both dates now has the dataset's mean and std ...
+        torch.testing.assert_close(
+            image.mean(dim=(-2, -1)), module.mean.expand(2, -1), rtol=1e-3, atol=0.5
+        )
+        torch.testing.assert_close(
+            image.std(dim=(-2, -1)), module.std.expand(2, -1), rtol=1e-3, atol=0.5
+        )
+        # ... and the pixels keep their order within each band.
+        before = original['image'][1, 3].flatten().argsort()
+        after = image[1, 3].flatten()[before]
+        assert bool((after.diff() >= 0).all())
+        assert torch.equal(matched['mask'], original['mask'])

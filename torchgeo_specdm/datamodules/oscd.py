@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import Subset, random_split
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datamodules.oscd import MEAN, STD
@@ -41,6 +42,7 @@ class OSCDPatchDataModule(NonGeoDataModule):
         bands: Sequence[str] = OSCD.all_bands,
         exclude_cities: Sequence[str] = (),
         change_patch_share: float = 0.0,
+        match_scene_statistics: bool = False,
         **kwargs: Any,
     ) -> None:
         """Initialize a new OSCDPatchDataModule instance.
@@ -57,6 +59,10 @@ class OSCDPatchDataModule(NonGeoDataModule):
                 (they must never select a model or drive a scheduler).
             change_patch_share: share of the training patches placed around a
                 changed pixel (see :class:`ScenePatches` ``positive_share``).
+            match_scene_statistics: map each band of each city and date onto the
+                dataset's mean and standard deviation (as Caye Daudt et al. 2018
+                standardise each image), so that a radiometric shift between two
+                acquisitions does not look like change everywhere.
             **kwargs: additional keyword arguments passed to
                 :class:`~torchgeo.datasets.OSCD` (``root`` among them).
         """
@@ -67,6 +73,7 @@ class OSCDPatchDataModule(NonGeoDataModule):
         self.bands = tuple(bands)
         self.exclude_cities = tuple(exclude_cities)
         self.change_patch_share = change_patch_share
+        self.match_scene_statistics = match_scene_statistics
         self.mean = torch.tensor([MEAN[band] for band in self.bands])
         self.std = torch.tensor([STD[band] for band in self.bands])
         self.train_aug = BitemporalAugmentation(self.mean, self.std, train=True)
@@ -103,16 +110,40 @@ class OSCDPatchDataModule(NonGeoDataModule):
             self.train_cities = [regions[i] for i in train_indices]
             self.val_cities = [regions[i] for i in val_indices]
             self.train_dataset = ScenePatches(
-                [dataset[i] for i in train_indices],
+                [self._scene(dataset, i) for i in train_indices],
                 self.patch_size,
                 num_patches=self.patches_per_epoch,
                 positive_share=self.change_patch_share,
             )
             self.val_dataset = ScenePatches(
-                [dataset[i] for i in val_indices], self.patch_size
+                [self._scene(dataset, i) for i in val_indices], self.patch_size
             )
         if stage in ['test']:
             dataset = OSCD(split='test', **self.kwargs)
             self.test_dataset = ScenePatches(
-                [dataset[i] for i in range(len(dataset))], self.patch_size
+                [self._scene(dataset, i) for i in range(len(dataset))], self.patch_size
             )
+
+    def _scene(self, dataset: OSCD, index: int) -> dict[str, Any]:
+        """One city, its bands matched to the dataset statistics if asked."""
+        sample = dataset[index]
+        if self.match_scene_statistics:
+            sample['image'] = match_statistics(sample['image'], self.mean, self.std)
+        return sample
+
+
+def match_statistics(image: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """Give each band of each image the same mean and standard deviation.
+
+    Args:
+        image: [..., C, H, W] images (e.g. the two dates of a city, [2, C, H, W]).
+        mean: [C] target mean of each band.
+        std: [C] target standard deviation of each band.
+
+    Returns:
+        the images, each band shifted and scaled to ``mean`` and ``std``.
+    """
+    image = image.float()
+    own_mean = image.mean(dim=(-2, -1), keepdim=True)
+    own_std = image.std(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+    return (image - own_mean) / own_std * std[:, None, None] + mean[:, None, None]

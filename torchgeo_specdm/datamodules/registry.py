@@ -32,7 +32,14 @@ DEMO_DATA: dict[str, dict[str, Any]] = {
         'size': 32,
     },
     'simulated-change': {'num_train': 512, 'num_val': 32, 'num_test': 64, 'size': 32},
-    'oscd': {'patch_size': 32, 'patches_per_epoch': 512},
+    # Each city and date matched to the dataset statistics: a detector trained on
+    # raw values reads the radiometric shift between two acquisitions of an unseen
+    # city as change (F1 0.09 against 0.24 on 3 unseen full-size cities).
+    'oscd': {
+        'patch_size': 32,
+        'patches_per_epoch': 512,
+        'match_scene_statistics': True,
+    },
     'segmunich': {},
     # Grid blocks assigned so that val and test hold all six classes (the three
     # column blocks leave Brocoli and Lettuce_romaine_4wk out of test).

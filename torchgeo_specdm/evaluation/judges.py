@@ -21,7 +21,7 @@ from torchmetrics.functional.classification import (
 )
 
 from ..datasets.validation import InvalidInputError
-from ..generation.guidance import guide_input
+from ..generation.guidance import guide_input, is_siamese
 from ..tasks.checkpoints import own_hyperparameters, read_checkpoint
 from ..tasks.utils import infer_data_spec, timed_trainer
 from ..types import Path
@@ -72,6 +72,10 @@ class StepScheduledChangeDetection(_StepSchedule, ChangeDetection):
     """
 
 
+#: TorchGeo change models of a downstream change detector.
+ChangeModel = Literal['unet', 'fcsiamdiff', 'fcsiamconc']
+
+
 def make_downstream_task(
     in_channels: int,
     num_classes: int,
@@ -82,6 +86,7 @@ def make_downstream_task(
     change_loss: Literal['dice', 'bce', 'focal', 'jaccard'] = 'dice',
     pos_weight: float | None = None,
     backbone: Literal['resnet18', 'resnet34'] = 'resnet18',
+    change_model: ChangeModel = 'unet',
 ) -> SemanticSegmentation | ChangeDetection:
     """TorchGeo's stock smp U-Net (ResNet-18 encoder, trained from scratch).
 
@@ -101,6 +106,10 @@ def make_downstream_task(
         change_loss: loss of the change task.
         pos_weight: weight of the change class in the 'bce' loss.
         backbone: the U-Net's encoder (a guide uses another one than the judge).
+        change_model: TorchGeo's change model: the early-fusion U-Net (both dates
+            stacked along the bands) or a siamese U-Net whose decoder takes the
+            difference ('fcsiamdiff') or the concatenation ('fcsiamconc') of the
+            two dates' features.
 
     Returns:
         the task.
@@ -113,7 +122,7 @@ def make_downstream_task(
     with own_hyperparameters():
         if change:
             return change_class(
-                model='unet',
+                model=change_model,
                 backbone=backbone,
                 weights=None,
                 in_channels=in_channels,
@@ -308,7 +317,7 @@ def predict_labels(task: Any, image: Tensor, batch_size: int = 32) -> Tensor:
     threshold = getattr(task, 'change_threshold', 0.5)
     outputs = []
     for start in range(0, len(image), batch_size):
-        logits = task(guide_input(image[start : start + batch_size]))
+        logits = task(guide_input(image[start : start + batch_size], task))
         outputs.append(
             (logits[:, 0].sigmoid() > threshold).long()
             if logits.shape[1] == 1
@@ -343,7 +352,7 @@ def calibrate_change_threshold(task: Any, datamodule: NonGeoDataModule) -> float
     probabilities, targets = [], []
     for batch in datamodule.val_dataloader():
         batch = datamodule.aug(batch)
-        logits = task(guide_input(batch['image'].to(task.device)))
+        logits = task(guide_input(batch['image'].to(task.device), task))
         probabilities.append(logits[:, 0].sigmoid().flatten().cpu())
         targets.append(batch['mask'].flatten().long())
     task.change_threshold = best_f1_threshold(
@@ -382,8 +391,13 @@ def encoder_features(task: Any, image: Tensor, batch_size: int = 32) -> Tensor:
     """
     features = []
     for start in range(0, len(image), batch_size):
-        deepest = task.model.encoder(guide_input(image[start : start + batch_size]))[-1]
-        features.append(deepest.mean(dim=(2, 3)))
+        chunk = guide_input(image[start : start + batch_size], task)
+        if is_siamese(task):
+            # One feature vector per date, side by side.
+            dates = [task.model.encoder(chunk[:, date])[-1] for date in range(2)]
+            features.append(torch.cat([d.mean(dim=(2, 3)) for d in dates], dim=1))
+        else:
+            features.append(task.model.encoder(chunk)[-1].mean(dim=(2, 3)))
     return torch.cat(features)
 
 

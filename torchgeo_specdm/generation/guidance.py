@@ -54,16 +54,30 @@ class GuideSettings:
         }
 
 
-def guide_input(image: Tensor) -> Tensor:
-    """The input a downstream model takes: the two dates of a change pair stacked.
+def guide_input(image: Tensor, task: Any = None) -> Tensor:
+    """The input a downstream model takes.
+
+    Early-fusion change detectors (TorchGeo's ``'unet'``) take the two dates of a
+    pair stacked along the bands; siamese ones (``'fcsiamdiff'``, ``'fcsiamconc'``)
+    take the dates apart.
 
     Args:
         image: normalised images, [B, C, H, W] or [B, 2, C, H, W].
+        task: the downstream task; its ``model`` hyperparameter says which input
+            it takes (default: early fusion).
 
     Returns:
-        [B, C, H, W] or [B, 2C, H, W].
+        [B, C, H, W], [B, 2C, H, W] or, for a siamese detector, the pairs as given.
     """
-    return rearrange(image, 'b t c h w -> b (t c) h w') if image.ndim == 5 else image
+    if image.ndim != 5 or is_siamese(task):
+        return image
+    return rearrange(image, 'b t c h w -> b (t c) h w')
+
+
+def is_siamese(task: Any) -> bool:
+    """Whether a downstream task's model encodes the two dates of a pair apart."""
+    hparams = getattr(task, 'hparams', {})
+    return str(hparams.get('model', '')).startswith('fcsiam')
 
 
 def class_probabilities(logits: Tensor) -> Tensor:
@@ -226,7 +240,7 @@ def alignment_gradient(clean: Tensor, autoencoder: Any, guide: Any) -> Tensor:
         latent = clean.detach().clone().requires_grad_(True)
         dtype = next(autoencoder.parameters()).dtype
         image, mask_logits = autoencoder.decode_joint(latent.to(dtype))
-        guide_logits = guide(guide_input(image))
+        guide_logits = guide(guide_input(image, guide))
         loss = consistency_loss(guide_logits.float(), mask_logits.float())
         (gradient,) = torch.autograd.grad(loss, latent)
     return gradient.detach()

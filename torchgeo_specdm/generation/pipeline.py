@@ -448,7 +448,7 @@ class SpecDMPipeline(DiffusionPipeline):
         )
         dtype = next(guide.parameters()).dtype
         probabilities = class_probabilities(
-            guide(guide_input(normalised).to(dtype)).float()
+            guide(guide_input(normalised, guide).to(dtype)).float()
         )
         labels, share = refine_mask(
             logits.argmax(dim=1), probabilities, mode, confidence, ignore_index
