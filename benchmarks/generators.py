@@ -14,11 +14,25 @@ Example:
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from judge import heldout_cities
 
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES
 from torchgeo_specdm.demo import run_demo
+
+
+def training_split(dataset: str, test_root: str | None) -> dict[str, Any]:
+    """The datamodule arguments that keep a comparison's test data from the generators.
+
+    Raises:
+        SystemExit: for OSCD without a held-out root.
+    """
+    if dataset != 'oscd':
+        return {}
+    if test_root is None:
+        raise SystemExit('--dataset oscd needs --test-root (its cities stay unseen)')
+    return {'exclude_cities': heldout_cities(test_root)}
 
 
 def main() -> None:
@@ -41,13 +55,7 @@ def main() -> None:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='outputs/generators')
     options = parser.parse_args()
-    data_kwargs = {}
-    if options.dataset == 'oscd':
-        if options.test_root is None:
-            raise SystemExit(
-                '--dataset oscd needs --test-root (its cities stay unseen)'
-            )
-        data_kwargs['exclude_cities'] = heldout_cities(options.test_root)
+    data_kwargs = training_split(options.dataset, options.test_root)
     for architecture in options.architectures:
         run_demo(
             Path(options.out) / architecture,

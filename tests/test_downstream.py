@@ -15,6 +15,7 @@ from torchgeo_specdm.datamodules import (
     OSCDPatchDataModule,
     SimulatedSegmentationDataModule,
 )
+from torchgeo_specdm.datamodules.registry import demo_datamodule
 from torchgeo_specdm.evaluation.judges import (
     encoder_features,
     held_out_split,
@@ -234,3 +235,35 @@ def test_miou_averages_the_classes_present_in_the_ground_truth() -> None:
     assert scores['iou/2'] == 0.0
     assert scores['iou/1'] == pytest.approx(1 / 2)
     assert scores['miou'] == pytest.approx((1.0 + 1 / 2) / 2)
+
+
+def test_generators_never_see_the_test_cities(
+    load_benchmark: Callable[[str], ModuleType], oscd_root: Path, tmp_path: Path
+) -> None:
+    benchmark = load_benchmark('generators')
+    held_out = tmp_path / 'heldout'
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / 'benchmarks' / 'heldout_oscd.py'),
+            '--root',
+            str(oscd_root),
+            '--out',
+            str(held_out),
+            '--cities',
+            'bercy',
+            'pisa',
+        ],
+        check=True,
+        capture_output=True,
+    )
+    data_kwargs = benchmark.training_split('oscd', str(held_out))
+    assert data_kwargs == {'exclude_cities': ['bercy', 'pisa']}
+    datamodule = demo_datamodule('oscd', oscd_root, 4, data_kwargs)
+    datamodule.setup('fit')
+    seen = {*datamodule.train_cities, *datamodule.val_cities}  # type: ignore[attr-defined]
+    assert len(seen) == 8
+    assert seen.isdisjoint({'bercy', 'pisa'})
+    with pytest.raises(SystemExit, match='needs --test-root'):
+        benchmark.training_split('oscd', None)
+    assert benchmark.training_split('simulated-segmentation', None) == {}
