@@ -822,8 +822,20 @@ def main() -> None:
         'steps; pre-train then fine-tune takes half and half), no checkpoint '
         'selection'
         + (
-            ', change threshold with the best F1 on the real validation split'
+            f', change detectors {options.change_model} with the '
+            f'{options.change_loss} loss and the threshold with the best F1 on the '
+            'real validation split'
             if change
+            else ''
+        )
+        + (
+            ', each band of each city and date '
+            + (
+                'as read (raw values)'
+                if options.raw_scene_statistics
+                else 'matched to the dataset mean and std'
+            )
+            if options.dataset == 'oscd'
             else ''
         )
         + f', scored once on the real {" and ".join(splits)} split'
@@ -879,6 +891,11 @@ def main() -> None:
                     'change_loss': options.change_loss if change else None,
                     'pos_weight': options.pos_weight if change else None,
                     'change_model': options.change_model if change else None,
+                    'scene_statistics': (
+                        ('raw' if options.raw_scene_statistics else 'matched')
+                        if options.dataset == 'oscd'
+                        else None
+                    ),
                     'schedule': 'AdamW, cosine decay to 0 over max_steps',
                     'pretrain_finetune': 'max_steps // 2 synthetic, the rest real',
                     'checkpoint': 'last step, no selection',
