@@ -33,7 +33,11 @@ and test score are in the results.
 Splits: the simulator's test scenes are drawn from their own seeds; OSCD tests on
 the cities of --test-root (a root with a "Test Labels" folder, made by
 benchmarks/heldout_oscd.py), which are removed from --root's training and
-validation cities; the generators must be trained without them too.
+validation cities; the generators must be trained without them too
+(benchmarks/generators.py). Each band of each OSCD city and date is matched to the
+dataset mean and std (OSCDPatchDataModule(match_scene_statistics=True)): on raw
+values the detectors read the radiometric shift between two acquisitions of an
+unseen city as change (--raw-scene-statistics restores them).
 
 Label leak: at a fraction below 1, real only keeps a share of the labels. Generators
 trained on every label would hand the mixed regimes labels that real only never saw.
