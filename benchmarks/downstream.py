@@ -286,12 +286,15 @@ def alignment_threshold(root: str) -> float | None:
 
     Change alignment (F1 of the change class) is 0 for many pairs, so the median
     is often the lowest score; the filter then keeps the pairs above that lowest
-    score instead.
+    score instead. None when the pairs hold no scores, or all the same one: the
+    judge then cannot rank them, and a filter would keep every pair.
     """
     scores = [s.get('alignment') for s in SyntheticDataset(root).samples]
     if not scores or any(score is None for score in scores):
         return None
     values = torch.tensor(scores, dtype=torch.float64)
+    if bool((values == values[0]).all()):
+        return None
     threshold = float(values.median())
     above = values[values > values.min()]
     if threshold <= float(values.min()) and len(above):
@@ -745,6 +748,12 @@ def main() -> None:
         needs = SYNTHETIC_NEEDED.get(regime)
         if needs and needs not in roots:
             print(f'skipping {regime}: no --{needs}-synthetic folder given')
+            continue
+        if regime == 'real+specdm-filt' and options.alignment_threshold is None:
+            print(
+                f'skipping {regime}: the judge gives every SpecDM pair the same '
+                'alignment, so a filter would keep them all (real+specdm)'
+            )
             continue
         plan += [
             (regime, fraction, seed, None)

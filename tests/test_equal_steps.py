@@ -202,3 +202,23 @@ def test_change_threshold_is_the_best_f1_on_the_given_labels() -> None:
     # the changed pixels score 0.97.
     probability = torch.tensor([0.97, 0.97, 0.92, 0.91, 0.93])
     assert best_f1_threshold(probability, target) == 0.95
+
+
+def test_alignment_filter_needs_scores_that_rank_the_pairs(
+    load_benchmark: Callable[[str], ModuleType], generated: Path
+) -> None:
+    benchmark = load_benchmark('downstream')
+    manifest_path = generated / 'manifest.json'
+    manifest = json.loads(manifest_path.read_text())
+
+    def threshold(scores: list[float]) -> float | None:
+        for pair, score in zip(manifest['samples'], scores):
+            pair['alignment'] = score
+        manifest_path.write_text(json.dumps(manifest))
+        return benchmark.alignment_threshold(str(generated))
+
+    assert threshold([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]) == pytest.approx(0.4)
+    # Half the pairs at 0: the median is the lowest, so the pairs above it stay.
+    assert threshold([0, 0, 0, 0, 0.2, 0.3, 0.5, 0.9]) == pytest.approx(0.2)
+    # Every pair alike (e.g. no change the judge recognises): nothing to filter.
+    assert threshold([0.0] * 8) is None
