@@ -228,9 +228,7 @@ def run_settings(
     options: argparse.Namespace, regime: str, roots: dict[str, str], judge_sha256: str
 ) -> dict[str, Any]:
     """Everything a finished run depends on besides its regime, fraction and seed."""
-    needs = SYNTHETIC_NEEDED.get(regime) or (
-        'specdm' if regime in ('pretrain-finetune', 'synthetic-only') else None
-    )
+    needs = SYNTHETIC_NEEDED.get(regime)
     manifest = Path(roots[needs]) / 'manifest.json' if needs else None
     return {
         'dataset': options.dataset,
@@ -276,7 +274,7 @@ def data_overrides(options: argparse.Namespace) -> dict[str, Any]:
         kwargs['size'] = options.size
     if options.patch_size is not None and not options.dataset.startswith('simulated'):
         kwargs['patch_size'] = options.patch_size
-    if getattr(options, 'raw_scene_statistics', False) and options.dataset == 'oscd':
+    if options.raw_scene_statistics and options.dataset == 'oscd':
         kwargs['match_scene_statistics'] = False
     return kwargs
 

@@ -29,12 +29,8 @@ from torchgeo_specdm.generation.guidance import guide_input
 from .conftest import ROOT
 
 
-def test_oscd_without_test_labels_scores_on_val(oscd_root: Path) -> None:
-    assert held_out_split(OSCDPatchDataModule(root=str(oscd_root))) == 'val'
-
-
-def test_heldout_oscd_root_has_a_test_split(oscd_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / 'heldout'
+def make_heldout_root(oscd_root: Path, out: Path) -> None:
+    """A held-out root of bercy and pisa, made by benchmarks/heldout_oscd.py."""
     subprocess.run(
         [
             sys.executable,
@@ -50,6 +46,15 @@ def test_heldout_oscd_root_has_a_test_split(oscd_root: Path, tmp_path: Path) -> 
         check=True,
         capture_output=True,
     )
+
+
+def test_oscd_without_test_labels_scores_on_val(oscd_root: Path) -> None:
+    assert held_out_split(OSCDPatchDataModule(root=str(oscd_root))) == 'val'
+
+
+def test_heldout_oscd_root_has_a_test_split(oscd_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / 'heldout'
+    make_heldout_root(oscd_root, out)
     datamodule = OSCDPatchDataModule(root=str(out), patch_size=64)
     assert held_out_split(datamodule) == 'test'
     assert datamodule.test_dataset is not None
@@ -242,21 +247,7 @@ def test_generators_never_see_the_test_cities(
 ) -> None:
     benchmark = load_benchmark('generators')
     held_out = tmp_path / 'heldout'
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / 'benchmarks' / 'heldout_oscd.py'),
-            '--root',
-            str(oscd_root),
-            '--out',
-            str(held_out),
-            '--cities',
-            'bercy',
-            'pisa',
-        ],
-        check=True,
-        capture_output=True,
-    )
+    make_heldout_root(oscd_root, held_out)
     data_kwargs = benchmark.training_split('oscd', str(held_out))
     assert data_kwargs == {'exclude_cities': ['bercy', 'pisa']}
     datamodule = demo_datamodule('oscd', oscd_root, 4, data_kwargs)

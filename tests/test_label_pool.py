@@ -23,6 +23,7 @@ def _options(pool_seed: int | None) -> argparse.Namespace:
         pool_seed=pool_seed,
         size=None,
         patch_size=None,
+        raw_scene_statistics=False,
     )
 
 
