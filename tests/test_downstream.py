@@ -16,6 +16,7 @@ from torchgeo_specdm.datamodules import (
     SimulatedSegmentationDataModule,
 )
 from torchgeo_specdm.datamodules.registry import demo_datamodule
+from torchgeo_specdm.datasets.validation import InvalidInputError
 from torchgeo_specdm.evaluation.judges import (
     encoder_features,
     held_out_split,
@@ -258,3 +259,36 @@ def test_generators_never_see_the_test_cities(
     with pytest.raises(SystemExit, match='needs --test-root'):
         benchmark.training_split('oscd', None)
     assert benchmark.training_split('simulated-segmentation', None) == {}
+
+
+def test_generators_learn_from_the_pool_that_real_only_trains_on(
+    load_benchmark: Callable[[str], ModuleType], oscd_root: Path, tmp_path: Path
+) -> None:
+    generators = load_benchmark('generators')
+    label_pool = load_benchmark('label_pool')
+    judge = load_benchmark('judge')
+    held_out = tmp_path / 'heldout'
+    make_heldout_root(oscd_root, held_out)
+    pool = generators.labelled_pool('oscd', str(oscd_root), str(held_out), 0.25, 3)
+    real_only = label_pool.LimitedDataModule(
+        judge.real_datamodule('oscd', str(oscd_root), str(held_out), 4), 0.25, 3
+    )
+    real_only.setup('fit')
+    assert pool == {'city_pool': judge.kept_cities(real_only)}
+    assert len(pool['city_pool']) == 2  # a quarter of the 6 training cities
+
+    data_kwargs = generators.training_split('oscd', str(held_out)) | pool
+    datamodule = demo_datamodule('oscd', oscd_root, 4, data_kwargs)
+    datamodule.setup('fit')
+    assert sorted(datamodule.train_cities) == sorted(pool['city_pool'])  # type: ignore[attr-defined]
+    assert datamodule.val_cities == real_only.real.val_cities  # type: ignore[attr-defined]
+
+    assert generators.labelled_pool('oscd', str(oscd_root), None, 1.0, 3) == {}
+    assert generators.labelled_pool('salinas-a', None, None, 0.1, 3) == {
+        'label_fraction': 0.1,
+        'seed': 3,
+    }
+    with pytest.raises(SystemExit, match=r'alignment\.py --fraction'):
+        generators.labelled_pool('simulated-segmentation', None, None, 0.1, 3)
+    with pytest.raises(InvalidInputError, match='city_pool: atlantis'):
+        OSCDPatchDataModule(root=str(oscd_root), city_pool=['atlantis']).setup('fit')

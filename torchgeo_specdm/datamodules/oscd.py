@@ -41,6 +41,7 @@ class OSCDPatchDataModule(NonGeoDataModule):
         num_workers: int = 0,
         bands: Sequence[str] = OSCD.all_bands,
         exclude_cities: Sequence[str] = (),
+        city_pool: Sequence[str] | None = None,
         change_patch_share: float = 0.0,
         match_scene_statistics: bool = False,
         **kwargs: Any,
@@ -57,6 +58,9 @@ class OSCDPatchDataModule(NonGeoDataModule):
             exclude_cities: cities of the root's training split left out of
                 training and validation, e.g. the cities of a held-out test root
                 (they must never select a model or drive a scheduler).
+            city_pool: the training cities to keep, after the validation split
+                (the labelled pool of a leak-free comparison at a fraction below
+                1); None keeps them all. Validation is unchanged.
             change_patch_share: share of the training patches placed around a
                 changed pixel (see :class:`ScenePatches` ``positive_share``).
             match_scene_statistics: map each band of each city and date onto the
@@ -72,6 +76,7 @@ class OSCDPatchDataModule(NonGeoDataModule):
         self.val_split_pct = val_split_pct
         self.bands = tuple(bands)
         self.exclude_cities = tuple(exclude_cities)
+        self.city_pool = None if city_pool is None else tuple(city_pool)
         self.change_patch_share = change_patch_share
         self.match_scene_statistics = match_scene_statistics
         self.mean = torch.tensor([MEAN[band] for band in self.bands])
@@ -105,7 +110,7 @@ class OSCDPatchDataModule(NonGeoDataModule):
                 [1 - self.val_split_pct, self.val_split_pct],
                 generator,
             )
-            train_indices = [kept[i] for i in train.indices]
+            train_indices = self._pooled(regions, [kept[i] for i in train.indices])
             val_indices = [kept[i] for i in val.indices]
             self.train_cities = [regions[i] for i in train_indices]
             self.val_cities = [regions[i] for i in val_indices]
@@ -123,6 +128,23 @@ class OSCDPatchDataModule(NonGeoDataModule):
             self.test_dataset = ScenePatches(
                 [self._scene(dataset, i) for i in range(len(dataset))], self.patch_size
             )
+
+    def _pooled(self, regions: list[str], train_indices: list[int]) -> list[int]:
+        """The training cities of ``city_pool`` (all of them without a pool).
+
+        Raises:
+            InvalidInputError: if a pool city is not a training city.
+        """
+        if self.city_pool is None:
+            return train_indices
+        cities = [regions[i] for i in train_indices]
+        unknown = sorted(set(self.city_pool) - set(cities))
+        if unknown or not self.city_pool:
+            raise InvalidInputError(
+                f'city_pool: {", ".join(unknown) or "empty"} not among the training '
+                f'cities left after the validation split ({", ".join(cities)}).'
+            )
+        return [i for i in train_indices if regions[i] in self.city_pool]
 
     def _scene(self, dataset: OSCD, index: int) -> dict[str, Any]:
         """One city, its bands matched to the dataset statistics if asked."""
