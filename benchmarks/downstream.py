@@ -72,6 +72,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import torch
 from common import machine
+from generators import labelled_pool, training_split
 from judge import (
     CHANGE_MODELS,
     JUDGE_STEPS,
@@ -90,6 +91,7 @@ from torchgeo.datamodules import NonGeoDataModule
 from torchgeo_specdm.datamodules import SyntheticMixDataModule
 from torchgeo_specdm.datamodules.registry import DATASET_NAMES
 from torchgeo_specdm.datasets import SyntheticDataset
+from torchgeo_specdm.demo import run_demo
 from torchgeo_specdm.evaluation.judges import (
     calibrate_change_threshold,
     downstream_task_for,
@@ -127,6 +129,9 @@ SYNTHETIC_NEEDED = {
 STEPS = {'oscd': 300, 'simulated-segmentation': 200, 'salinas-a': 300}
 QUICK_STEPS = 100
 QUICK_JUDGE_STEPS = 300
+#: Minutes of each generator ``--quick`` trains when no generated folder is given.
+QUICK_GENERATOR_MINUTES = 1.5
+QUICK_GENERATOR_SAMPLES = 128
 PROTOCOL = 'equal-steps'
 
 
@@ -298,6 +303,45 @@ def alignment_threshold(root: str) -> float | None:
     if threshold <= float(values.min()) and len(above):
         threshold = float(above.min())
     return threshold
+
+
+def quick_generators(options: argparse.Namespace) -> None:
+    """Train small SpecDM and single-stream generators for ``--quick``.
+
+    Only when neither generated folder is given. They learn from the comparison's
+    labelled pool of its largest fraction, never from its test data, and land in
+    ``WORK/generators/ARCHITECTURE/generated`` (reused when already there).
+    """
+    if options.specdm_synthetic or options.baseline_synthetic:
+        return
+    fraction = max(options.fractions)
+    if fraction < 1 and options.pool_seed is None:
+        raise SystemExit(
+            f'--quick --fractions {fraction}: the generators learn from one labelled '
+            'pool; pass --pool-seed so that real only trains on the same one'
+        )
+    data_kwargs = training_split(options.dataset, options.test_root) | labelled_pool(
+        options.dataset, options.root, options.test_root, fraction, options.pool_seed
+    )
+    for key, architecture in (('specdm', 'two_stream'), ('baseline', 'single_stream')):
+        out = Path(options.work_dir) / 'generators' / architecture
+        if not (out / 'generated' / 'manifest.json').is_file():
+            print(
+                f'--quick: training a {QUICK_GENERATOR_MINUTES}-minute {architecture} '
+                f'generator into {out}',
+                flush=True,
+            )
+            run_demo(
+                out,
+                options.dataset,
+                options.root,
+                QUICK_GENERATOR_MINUTES,
+                QUICK_GENERATOR_SAMPLES,
+                data_kwargs=data_kwargs,
+                architecture=architecture,  # type: ignore[arg-type]
+                alignment_guidance=0.0,
+            )
+        setattr(options, f'{key}_synthetic', str(out / 'generated'))
 
 
 def judge_generators(
@@ -684,8 +728,10 @@ def main() -> None:
     parser.add_argument(
         '--quick',
         action='store_true',
-        help=f'the largest fraction only, 2 seeds, {QUICK_STEPS} steps (a judge trained '
-        f'here: {QUICK_JUDGE_STEPS}), no ratios',
+        help=f'the largest fraction only, 2 seeds, {QUICK_STEPS} steps, no ratios; '
+        f'a judge ({QUICK_JUDGE_STEPS} steps) and, without --specdm-synthetic and '
+        f'--baseline-synthetic, two {QUICK_GENERATOR_MINUTES}-minute generators are '
+        'trained here when missing',
     )
     parser.add_argument('--out', default=str(RESULTS))
     parser.add_argument(
@@ -717,6 +763,8 @@ def main() -> None:
             change_model=options.change_model,
         )
     judge, judge_record = load_judge(judge_dir, change)
+    if options.quick:
+        quick_generators(options)
 
     roots = {
         key: getattr(options, f'{key}_synthetic')

@@ -1,5 +1,6 @@
 """Scoring downstream models on purely real held-out data."""
 
+import argparse
 import json
 import math
 import subprocess
@@ -292,3 +293,25 @@ def test_generators_learn_from_the_pool_that_real_only_trains_on(
         generators.labelled_pool('simulated-segmentation', None, None, 0.1, 3)
     with pytest.raises(InvalidInputError, match='city_pool: atlantis'):
         OSCDPatchDataModule(root=str(oscd_root), city_pool=['atlantis']).setup('fit')
+
+
+def test_quick_trains_generators_only_without_folders_and_on_one_pool(
+    load_benchmark: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    downstream = load_benchmark('downstream')
+    given = argparse.Namespace(
+        specdm_synthetic='A', baseline_synthetic=None, fractions=[0.1], pool_seed=None
+    )
+    downstream.quick_generators(given)
+    assert given.specdm_synthetic == 'A'
+    assert given.baseline_synthetic is None
+    unpooled = argparse.Namespace(
+        specdm_synthetic=None,
+        baseline_synthetic=None,
+        fractions=[0.1, 0.05],
+        pool_seed=None,
+        work_dir=str(tmp_path),
+    )
+    with pytest.raises(SystemExit, match='pass --pool-seed'):
+        downstream.quick_generators(unpooled)
+    assert not any(tmp_path.iterdir())
