@@ -110,6 +110,26 @@ def test_standardised_features_do_not_depend_on_feature_scale() -> None:
     # Raw features: the one large dimension rules the kernel.
     raw = metrics.kernel_inception_distance(real * scale, fake * scale, subsets=5)
     assert raw['mean'] > 1e3 * plain['mean']
-    standard, _ = metrics.standardise_features(real, fake)
+    standard, generated = metrics.standardise_features(real, fake)
     assert torch.allclose(standard.mean(0), torch.zeros(5, dtype=torch.float64))
-    assert torch.allclose(standard.std(0), torch.ones(5, dtype=torch.float64))
+    pooled = (standard.var(0) + generated.var(0)) / 2
+    assert torch.allclose(pooled, torch.ones(5, dtype=torch.float64))
+
+
+def test_a_dimension_constant_on_few_real_samples_does_not_rule_kid() -> None:
+    # 16 real samples, one ReLU-like dimension that barely moves on them (std 1e-6)
+    # but spreads on the generated ones. Scaled by the real std alone it reached
+    # 1e11; with the pooled std it weighs like every other dimension.
+    generator = torch.Generator().manual_seed(5)
+    real = torch.randn(16, 8, generator=generator, dtype=torch.float64)
+    fake = torch.randn(64, 8, generator=generator, dtype=torch.float64)
+    real[:, 0] = 1e-6 * real[:, 0]
+    pooled = metrics.kernel_inception_distance(
+        *metrics.standardise_features(real, fake), subsets=5
+    )
+    mean, std = real.mean(0), real.std(0)
+    by_real = metrics.kernel_inception_distance(
+        (real - mean) / std, (fake - mean) / std, subsets=5
+    )
+    assert by_real['mean'] > 1e9
+    assert abs(pooled['mean']) < 2

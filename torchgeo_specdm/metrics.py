@@ -286,14 +286,18 @@ def projected_frechet_distance(
 
 
 def standardise_features(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
-    """Z-score both feature sets with the real set's per-dimension mean and std.
+    """Z-score both feature sets: the real set's mean, the two sets' pooled std.
 
     A downstream encoder's pooled features are not of unit scale like the
     Inception features KID was designed for: a few large activations then rule
     the cubic kernel and the nearest-neighbour balls of precision / recall. After
     this every dimension weighs alike, and the distances do not depend on how
-    each feature happens to be scaled. Dimensions constant over the real set are
-    only centred.
+    each feature happens to be scaled. The scale of each dimension is the root
+    of the mean of the two sets' variances (as Cohen's d pools them): with the
+    real set's alone, a dimension nearly constant over a few real samples (a
+    ReLU unit that fires on generated pairs only) would be blown up without
+    bound and rule the figure. Dimensions constant over both sets are only
+    centred.
 
     Args:
         real: [N, D] real features.
@@ -303,7 +307,7 @@ def standardise_features(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
         both sets, standardised.
     """
     mean = real.mean(dim=0, keepdim=True)
-    std = real.std(dim=0, keepdim=True)
+    std = ((real.var(dim=0, keepdim=True) + fake.var(dim=0, keepdim=True)) / 2).sqrt()
     std = torch.where(std > 0, std, torch.ones_like(std))
     return (real - mean) / std, (fake - mean) / std
 

@@ -480,7 +480,7 @@ def _write_report(out: Path, result: dict[str, Any], figures: dict[str, str]) ->
             )
         kid, prdc, frechet = result['kid'], result['prdc'], result['frechet']
         lines.append(
-            f'| KID, judge encoder features standardised by the real set (N real {kid["n_real"]}, synthetic {kid["n_fake"]}) | {kid["mean"]:.4f} +- {kid["std"]:.4f} |'
+            f'| KID, judge encoder features standardised (real mean, pooled std; N real {kid["n_real"]}, synthetic {kid["n_fake"]}) | {kid["mean"]:.4f} +- {kid["std"]:.4f} |'
         )
         lines.append(
             '| precision / recall / density / coverage (k = '
