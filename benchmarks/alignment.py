@@ -494,7 +494,7 @@ def markdown(summary: dict[str, Any]) -> str:
         (
             '| variant | VAE | training change | diffusion steps | sampler | pairs '
             '| alignment mean '
-            '| relative to real | KID x 1e3 (+- std) | precision | recall | density '
+            '| relative to real | KID (+- std; two halves of the real set) | precision | recall | density '
             '| coverage | class-spectrum SAM (deg) | s / pair |'
         ),
         '| ' + ' | '.join(['---'] * 15) + ' |',
@@ -516,8 +516,13 @@ def markdown(summary: dict[str, Any]) -> str:
             f'{variant["sampler"]} {variant["steps"]} | {variant["num_synthetic"]} | '
             f'{alignment.get("mean", float("nan")):.3f} | '
             f'{alignment.get("relative", float("nan")):.2f} | '
-            f'{1e3 * kid.get("mean", float("nan")):.2f} +- '
-            f'{1e3 * kid.get("std", float("nan")):.2f} | '
+            f'{kid.get("mean", float("nan")):.3f} +- {kid.get("std", float("nan")):.3f}'
+            + (
+                f' ({halves["mean"]:.3f} +- {halves["std"]:.3f})'
+                if (halves := kid.get('real_halves'))
+                else ''
+            )
+            + ' | '
             + ' | '.join(
                 f'{prdc.get(k, float("nan")):.3f}'
                 for k in ('precision', 'recall', 'density', 'coverage')

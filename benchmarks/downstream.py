@@ -570,8 +570,8 @@ def generator_table(generators: dict[str, Any], judge: dict[str, Any]) -> list[s
         )
         + '.',
         '',
-        '| generated folder | pairs | alignment mean | judge on real pairs | relative to real | KID (N real / synthetic) | precision | recall | density | coverage |',
-        '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+        '| generated folder | pairs | alignment mean | judge on real pairs | relative to real | KID (N real / synthetic) | KID, two halves of the real set | precision | recall | density | coverage |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ]
     for key, entry in generators.items():
         alignment, kid, prdc = entry['alignment'], entry['kid'], entry['prdc']
@@ -581,6 +581,12 @@ def generator_table(generators: dict[str, Any], judge: dict[str, Any]) -> list[s
             f'{alignment["real_mean"]:.3f} | '
             + ('-' if relative is None else f'{relative:.2f}')
             + f' | {kid["mean"]:.4f} +- {kid["std"]:.4f} ({kid["n_real"]} / {kid["n_fake"]}) | '
+            + (
+                f'{halves["mean"]:.4f} +- {halves["std"]:.4f}'
+                if (halves := kid.get('real_halves'))
+                else '-'
+            )
+            + ' | '
             + ' | '.join(
                 '-' if prdc[name] is None else f'{prdc[name]:.3f}'
                 for name in ('precision', 'recall', 'density', 'coverage')

@@ -131,6 +131,10 @@ def test_kid_of_two_halves_of_one_heavy_tailed_set_is_near_zero() -> None:
     )
     assert abs(same['mean']) < 0.05
     assert shifted['mean'] > 10 * max(same['std'], abs(same['mean']))
+    standard, _ = metrics.standardise_features(first, second + 2)
+    floor = metrics.kid_between_real_halves(standard)
+    assert floor['n_real'] == floor['n_fake'] == 100
+    assert abs(floor['mean']) < 0.05
 
 
 def test_a_dimension_constant_on_few_real_samples_does_not_rule_kid() -> None:

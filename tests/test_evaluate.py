@@ -74,6 +74,8 @@ def test_report_with_alignment(
     assert list(filtered['class_spectrum_sam_degrees_train']) == names
     assert 0 <= result['alignment']['mean'] <= 1
     assert result['kid']['n_fake'] == len(SyntheticDataset(out))
+    assert set(result['kid']['real_halves']) == {'mean', 'std'}
+    assert 'two halves of the real set' in text
     assert result['alignment']['real_mean'] > 0
     # Six pairs are too few for a Fréchet distance of the judge features: the report
     # gives none rather than a rank-deficient estimate.

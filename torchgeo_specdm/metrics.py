@@ -357,6 +357,24 @@ def kernel_inception_distance(
     }
 
 
+def kid_between_real_halves(real: Tensor, seed: int = 0) -> dict[str, Any]:
+    """KID between two seeded random halves of the real set: the noise floor.
+
+    A generator as good as the real data scores about this; read a generator's
+    KID against it, with its std.
+
+    Args:
+        real: [N, D] real features (N >= 4), in the space the generator was scored.
+        seed: seed of the split.
+
+    Returns:
+        as :func:`kernel_inception_distance`.
+    """
+    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
+    half = len(real) // 2
+    return kernel_inception_distance(real[order[:half]], real[order[half:]])
+
+
 def precision_recall_density_coverage(
     real: Tensor, fake: Tensor, nearest_k: int = 5
 ) -> dict[str, Any]:

@@ -198,6 +198,9 @@ def evaluate_synthetic(
             encoder_features(downstream, normalised_fake),
         )
         result['kid'] = metrics.kernel_inception_distance(real_features, fake_features)
+        if len(real_features) >= 4:
+            halves = metrics.kid_between_real_halves(real_features)
+            result['kid']['real_halves'] = {k: halves[k] for k in ('mean', 'std')}
         result['prdc'] = metrics.precision_recall_density_coverage(
             real_features, fake_features
         )
@@ -480,7 +483,7 @@ def _write_report(out: Path, result: dict[str, Any], figures: dict[str, str]) ->
             )
         kid, prdc, frechet = result['kid'], result['prdc'], result['frechet']
         lines.append(
-            f'| KID, judge encoder features standardised (real mean, pooled std; N real {kid["n_real"]}, synthetic {kid["n_fake"]}) | {kid["mean"]:.4f} +- {kid["std"]:.4f} |'
+            f'| KID, judge encoder features standardised (real mean, pooled std; N real {kid["n_real"]}, synthetic {kid["n_fake"]}) | {kid["mean"]:.4f} +- {kid["std"]:.4f}{_real_halves(kid)} |'
         )
         lines.append(
             '| precision / recall / density / coverage (k = '
@@ -542,6 +545,13 @@ def _write_report(out: Path, result: dict[str, Any], figures: dict[str, str]) ->
         lines += ['', f'## {titles[key]}', '', f'![{titles[key]}]({name})']
     with open(os.path.join(out, 'report.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
+
+
+def _real_halves(kid: dict[str, Any]) -> str:
+    halves = kid.get('real_halves')
+    if halves is None:
+        return ''
+    return f' (two halves of the real set: {halves["mean"]:.4f} +- {halves["std"]:.4f})'
 
 
 def _fmt(value: float | None) -> str:
