@@ -627,6 +627,25 @@ def plot_differences(rows: list[dict[str, Any]], metric: str, path: Path) -> Non
     plt.close(figure)
 
 
+def run_time_text(runs: list[dict[str, Any]], reused: int, minutes: float) -> str:
+    """Describe the wall time, counting runs that an earlier invocation trained.
+
+    Args:
+        runs: the entries of every run of the table.
+        reused: how many of them were read back from the work directory.
+        minutes: wall time of this invocation.
+
+    Returns:
+        e.g. "wall time 0.4 min; the 30 runs trained in 71.2 min, 30 of them in
+        an earlier invocation".
+    """
+    trained = sum(entry.get('seconds', 0.0) for entry in runs) / 60
+    text = f'wall time {minutes:.1f} min; the {len(runs)} runs trained in {trained:.1f} min'
+    if reused:
+        text += f', {reused} of them in an earlier invocation'
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -820,6 +839,7 @@ def main() -> None:
         ]
 
     runs = []
+    reused = 0
     start = time.perf_counter()
     for number, (regime, fraction, seed, ratio) in enumerate(plan, 1):
         label = f'{regime} fraction={fraction} seed={seed}' + (
@@ -851,6 +871,7 @@ def main() -> None:
             write_atomically(saved, {'settings': settings, 'run': entry})
         else:
             print('    finished in an earlier invocation', flush=True)
+            reused += 1
         runs.append(entry)
         result, taken = entry['metrics'], entry['optimizer_steps']
         print(
@@ -880,7 +901,7 @@ def main() -> None:
         '',
         f'Command: `python {" ".join(sys.argv)}`',
         '',
-        f'Machine: {machine()}; wall time {minutes:.1f} min.',
+        f'Machine: {machine()}; {run_time_text(runs, reused, minutes)}.',
         '',
         f'Protocol: {PROTOCOL}: every run takes {options.steps} optimizer steps '
         f'(batch {options.batch_size}, AdamW lr {options.lr}, cosine decay over the '
@@ -948,6 +969,8 @@ def main() -> None:
                 'command': 'python ' + ' '.join(sys.argv),
                 'machine': machine(),
                 'minutes': minutes,
+                'run_minutes': sum(entry.get('seconds', 0.0) for entry in runs) / 60,
+                'reused_runs': reused,
                 'protocol': {
                     'name': PROTOCOL,
                     'max_steps': options.steps,
