@@ -315,3 +315,16 @@ def test_quick_trains_generators_only_without_folders_and_on_one_pool(
     with pytest.raises(SystemExit, match='pass --pool-seed'):
         downstream.quick_generators(unpooled)
     assert not any(tmp_path.iterdir())
+
+
+def test_report_counts_runs_reused_from_an_earlier_invocation(
+    load_benchmark: Callable[[str], ModuleType],
+) -> None:
+    downstream = load_benchmark('downstream')
+    runs = [{'seconds': 90.0}, {'seconds': 30.0}, {'seconds': 60.0}]
+    text = downstream.run_time_text(runs, 2, 0.1)
+    assert text == (
+        'wall time 0.1 min; the 3 runs trained in 3.0 min, 2 of them in an earlier '
+        'invocation'
+    )
+    assert 'earlier' not in downstream.run_time_text(runs, 0, 3.0)
