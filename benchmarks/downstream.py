@@ -627,11 +627,12 @@ def plot_differences(rows: list[dict[str, Any]], metric: str, path: Path) -> Non
     plt.close(figure)
 
 
-def run_time_text(runs: list[dict[str, Any]], reused: int, minutes: float) -> str:
+def run_time_text(runs: int, run_minutes: float, reused: int, minutes: float) -> str:
     """Describe the wall time, counting runs that an earlier invocation trained.
 
     Args:
-        runs: the entries of every run of the table.
+        runs: how many runs the table holds.
+        run_minutes: the minutes those runs took to train, whenever they ran.
         reused: how many of them were read back from the work directory.
         minutes: wall time of this invocation.
 
@@ -639,8 +640,9 @@ def run_time_text(runs: list[dict[str, Any]], reused: int, minutes: float) -> st
         e.g. "wall time 0.4 min; the 30 runs trained in 71.2 min, 30 of them in
         an earlier invocation".
     """
-    trained = sum(entry.get('seconds', 0.0) for entry in runs) / 60
-    text = f'wall time {minutes:.1f} min; the {len(runs)} runs trained in {trained:.1f} min'
+    text = (
+        f'wall time {minutes:.1f} min; the {runs} runs trained in {run_minutes:.1f} min'
+    )
     if reused:
         text += f', {reused} of them in an earlier invocation'
     return text
@@ -895,13 +897,14 @@ def main() -> None:
         )
     )
     minutes = (time.perf_counter() - start) / 60
+    run_minutes = sum(entry['seconds'] for entry in runs) / 60
     splits = sorted({entry['split'] for entry in runs})
     header = [
         f'# Downstream benchmark: {options.dataset}',
         '',
         f'Command: `python {" ".join(sys.argv)}`',
         '',
-        f'Machine: {machine()}; {run_time_text(runs, reused, minutes)}.',
+        f'Machine: {machine()}; {run_time_text(len(runs), run_minutes, reused, minutes)}.',
         '',
         f'Protocol: {PROTOCOL}: every run takes {options.steps} optimizer steps '
         f'(batch {options.batch_size}, AdamW lr {options.lr}, cosine decay over the '
@@ -969,7 +972,7 @@ def main() -> None:
                 'command': 'python ' + ' '.join(sys.argv),
                 'machine': machine(),
                 'minutes': minutes,
-                'run_minutes': sum(entry.get('seconds', 0.0) for entry in runs) / 60,
+                'run_minutes': run_minutes,
                 'reused_runs': reused,
                 'protocol': {
                     'name': PROTOCOL,

@@ -321,10 +321,9 @@ def test_report_counts_runs_reused_from_an_earlier_invocation(
     load_benchmark: Callable[[str], ModuleType],
 ) -> None:
     downstream = load_benchmark('downstream')
-    runs = [{'seconds': 90.0}, {'seconds': 30.0}, {'seconds': 60.0}]
-    text = downstream.run_time_text(runs, 2, 0.1)
+    text = downstream.run_time_text(3, 3.0, 2, 0.1)
     assert text == (
         'wall time 0.1 min; the 3 runs trained in 3.0 min, 2 of them in an earlier '
         'invocation'
     )
-    assert 'earlier' not in downstream.run_time_text(runs, 0, 3.0)
+    assert 'earlier' not in downstream.run_time_text(3, 3.0, 0, 3.0)
