@@ -286,9 +286,13 @@ def markdown(result: dict[str, Any], figure: str | None = None) -> str:
         (
             f'Model: conditional LatentDiffusion (`condition={training.get("condition")}`, '
             f'dropout {training.get("condition_dropout")}), '
-            f'{training.get("train_steps", "?")} training steps in a '
-            f'{training.get("train_minutes_budget", "?")}-minute budget '
-            f'({training.get("train_minutes_with_caching", float("nan")):.1f} min with '
+            f'{training.get("train_steps", "?")} training steps'
+            + (
+                ''
+                if training.get('train_minutes_budget') is None
+                else f' in a {training["train_minutes_budget"]}-minute budget'
+            )
+            + f' ({training.get("train_minutes_with_caching", float("nan")):.1f} min with '
             f'latent caching), U-Net widths {training.get("block_out_channels")}; '
             f'{result["sampler"]} with {result["steps"]} steps, '
             f'{result["num_samples"]} pairs per row.'
