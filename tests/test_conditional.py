@@ -700,7 +700,11 @@ def test_conditional_benchmark_report_and_figure(
         'steps': 2,
         'num_samples': 3,
         'seed': 0,
-        'training': {},
+        'training': {
+            'train_steps': 5000,
+            'train_minutes_budget': None,
+            'train_minutes_with_caching': 21.0,
+        },
         'real': benchmark.real_rates(plan),
         'regimes': regimes,
         'summary': 'test',
@@ -730,6 +734,8 @@ def test_conditional_benchmark_report_and_figure(
     text = (results / 'conditional_simulated-segmentation.md').read_text()
     assert '](conditional_simulated-segmentation.png)' in text
     assert '| requested | 3 |' in text
+    assert '5000 training steps (21.0 min with latent caching)' in text
+    assert 'None-minute' not in text
 
 
 @pytest.mark.timeout(900)
