@@ -274,6 +274,8 @@ def markdown(result: dict[str, Any], figure: str | None = None) -> str:
         )
         share = 'mean class share'
     training = result['training']
+    budget = training.get('train_minutes_budget')
+    budget_text = '' if budget is None else f' in a {budget}-minute budget'
     lines = [
         f'# Class-targeted generation: {result["dataset"]}',
         '',
@@ -286,13 +288,8 @@ def markdown(result: dict[str, Any], figure: str | None = None) -> str:
         (
             f'Model: conditional LatentDiffusion (`condition={training.get("condition")}`, '
             f'dropout {training.get("condition_dropout")}), '
-            f'{training.get("train_steps", "?")} training steps'
-            + (
-                ''
-                if training.get('train_minutes_budget') is None
-                else f' in a {training["train_minutes_budget"]}-minute budget'
-            )
-            + f' ({training.get("train_minutes_with_caching", float("nan")):.1f} min with '
+            f'{training.get("train_steps", "?")} training steps{budget_text} '
+            f'({training.get("train_minutes_with_caching", float("nan")):.1f} min with '
             f'latent caching), U-Net widths {training.get("block_out_channels")}; '
             f'{result["sampler"]} with {result["steps"]} steps, '
             f'{result["num_samples"]} pairs per row.'
