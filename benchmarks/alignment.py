@@ -21,10 +21,15 @@ Variants (each: a VAE, a diffusion training setting and a sampler):
   ddim-50, ddpm-1000    another sampler on the dihedral model (ddpm-1000: 64 pairs)
   single-stream         the paper's single-stream LDM baseline (its own VAE), dihedral
   single-stream-no-augmentation   the same without latent flips
-  no-augmentation+mask-weight-4, no-augmentation-3x-steps
+  no-augmentation+mask-weight-4, no-augmentation-3x-steps (3x the diffusion steps)
+  mask-channels-2       no-augmentation on a VAE whose mask stream has 2 latent
+                        channels of 6 (the demo's: 4 of 8)
+  mask-kl-1e-4          no-augmentation on a VAE whose mask-stream KL weight is 1e-4
+                        (the demo's: 1e-6, as the image stream's)
   guided-1, guided-3    no-augmentation sampled with alignment guidance S = 1, 3
   refined-relabel       its masks relabelled where the guide is confident (>= 0.9)
   guided-1+relabel      both
+  guided-1+relabel-3x-steps   both, on the no-augmentation-3x-steps model
 
 Each variant samples --num-samples pairs and is scored by the judge: alignment (mean
 IoU between each generated mask and the judge's prediction on its image), relative to
@@ -69,6 +74,8 @@ SEED = 0
 VAES: dict[str, dict[str, Any]] = {
     'two_stream': {},
     'single_stream': {'architecture': 'single_stream'},
+    'two_stream_mask_channels_2': {'mask_latent_channels': 2, 'latent_channels': 6},
+    'two_stream_mask_kl_1e-4': {'mask_kl_weight': 1e-4},
 }
 
 #: Variant name -> VAE, LatentDiffusion arguments, sampler and steps, and guide options.
@@ -110,6 +117,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         'diffusion': {'latent_augmentation': 'none'},
         'diffusion_steps_factor': 3,
     },
+    'mask-channels-2': {
+        'vae': 'two_stream_mask_channels_2',
+        'diffusion': {'latent_augmentation': 'none'},
+    },
+    'mask-kl-1e-4': {
+        'vae': 'two_stream_mask_kl_1e-4',
+        'diffusion': {'latent_augmentation': 'none'},
+    },
     'single-stream': {
         'vae': 'single_stream',
         'diffusion': {'latent_augmentation': 'dihedral'},
@@ -129,6 +144,12 @@ GUIDED: dict[str, dict[str, Any]] = {
 VARIANTS |= {
     name: {'vae': 'two_stream', 'diffusion': {}, 'model': None, 'sample': sample}
     for name, sample in GUIDED.items()
+}
+VARIANTS['guided-1+relabel-3x-steps'] = {
+    'vae': 'two_stream',
+    'diffusion': {},
+    'model': 'no-augmentation-3x-steps',
+    'sample': GUIDED['guided-1+relabel'],
 }
 
 
@@ -351,11 +372,22 @@ def judge_ignore_index(judge: Any) -> int | None:
 
 
 @torch.no_grad()
-def diagnostics(options: argparse.Namespace, judge: Any) -> dict[str, Any]:
-    """Judge agreement of real pairs, VAE reconstructions and rotated latents."""
+def diagnostics(
+    options: argparse.Namespace, judge: Any, vae_names: list[str]
+) -> dict[str, Any]:
+    """Judge agreement of real pairs, VAE reconstructions and rotated latents.
+
+    Args:
+        options: the command-line options.
+        judge: the fixed judge.
+        vae_names: the VAEs to diagnose (those of the finished variants); entries
+            already saved in the work dir are kept, missing ones are added.
+    """
     path = Path(options.work_dir) / 'diagnostics.json'
-    if path.is_file():
-        return dict(json.loads(path.read_text()))
+    saved = dict(json.loads(path.read_text())) if path.is_file() else {}
+    missing = [name for name in vae_names if f'vae_{name}' not in saved]
+    if saved and not missing:
+        return saved
     log('diagnostics: real pairs, VAE reconstructions, rotated latents')
     datamodule = reference(options)
     datamodule.setup('validate')
@@ -373,7 +405,8 @@ def diagnostics(options: argparse.Namespace, judge: Any) -> dict[str, Any]:
     classes = int(judge.hparams['num_classes'])
     result: dict[str, Any] = {'num_pairs': len(image)}
     result['real'] = _agreement(judge, image, mask, mask, classes)
-    for name in VAES:
+    result |= {key: entry for key, entry in saved.items() if key.startswith('vae_')}
+    for name in missing:
         vae = TwoStreamVAE.from_checkpoint(train_vae(options, name)).eval()
         autoencoder = vae.autoencoder
         latents = autoencoder.join(autoencoder.encode_latents(image, mask))
@@ -418,7 +451,10 @@ def report(options: argparse.Namespace, record: dict[str, Any], seconds: float) 
         for name in VARIANTS
         if (folder / name / 'result.json').is_file()
     ]
-    diagnostic = diagnostics(options, load_judge(Path(options.judge), False)[0])
+    vae_names = list(dict.fromkeys(VARIANTS[v['variant']]['vae'] for v in variants))
+    diagnostic = diagnostics(
+        options, load_judge(Path(options.judge), False)[0], vae_names
+    )
     summary = {
         'dataset': options.dataset,
         'command': ' '.join(sys.argv),
