@@ -21,7 +21,8 @@ Variants (each: a VAE, a diffusion training setting and a sampler):
   ddim-50, ddpm-1000    another sampler on the dihedral model (ddpm-1000: 64 pairs)
   single-stream         the paper's single-stream LDM baseline (its own VAE), dihedral
   single-stream-no-augmentation   the same without latent flips
-  no-augmentation+mask-weight-4, no-augmentation-3x-steps (3x the diffusion steps)
+  no-augmentation+mask-weight-4, no-augmentation-3x-steps, no-augmentation-6x-steps
+                        (3x and 6x the diffusion steps)
   mask-channels-2       no-augmentation on a VAE whose mask stream has 2 latent
                         channels of 6 (the demo's: 4 of 8)
   mask-kl-1e-4          no-augmentation on a VAE whose mask-stream KL weight is 1e-4
@@ -29,7 +30,7 @@ Variants (each: a VAE, a diffusion training setting and a sampler):
   guided-1, guided-3    no-augmentation sampled with alignment guidance S = 1, 3
   refined-relabel       its masks relabelled where the guide is confident (>= 0.9)
   guided-1+relabel      both
-  guided-1+relabel-3x-steps   both, on the no-augmentation-3x-steps model
+  guided-1+relabel-3x-steps, guided-1+relabel-6x-steps   both, on the 3x / 6x model
 
 Each variant samples --num-samples pairs and is scored by the judge: alignment (mean
 IoU between each generated mask and the judge's prediction on its image), relative to
@@ -68,6 +69,7 @@ from torchgeo_specdm.sample import file_sha256, generate
 from torchgeo_specdm.tasks import LatentDiffusion, TwoStreamVAE
 
 RESULTS = Path(__file__).parent / 'results'
+#: Default seed of every VAE, diffusion model and sampling run (--seed).
 SEED = 0
 
 #: VAE settings (TwoStreamVAE arguments on top of the demo's).
@@ -117,6 +119,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         'diffusion': {'latent_augmentation': 'none'},
         'diffusion_steps_factor': 3,
     },
+    'no-augmentation-6x-steps': {
+        'vae': 'two_stream',
+        'diffusion': {'latent_augmentation': 'none'},
+        'diffusion_steps_factor': 6,
+    },
     'mask-channels-2': {
         'vae': 'two_stream_mask_channels_2',
         'diffusion': {'latent_augmentation': 'none'},
@@ -145,11 +152,14 @@ VARIANTS |= {
     name: {'vae': 'two_stream', 'diffusion': {}, 'model': None, 'sample': sample}
     for name, sample in GUIDED.items()
 }
-VARIANTS['guided-1+relabel-3x-steps'] = {
-    'vae': 'two_stream',
-    'diffusion': {},
-    'model': 'no-augmentation-3x-steps',
-    'sample': GUIDED['guided-1+relabel'],
+VARIANTS |= {
+    f'guided-1+relabel-{factor}x-steps': {
+        'vae': 'two_stream',
+        'diffusion': {},
+        'model': f'no-augmentation-{factor}x-steps',
+        'sample': GUIDED['guided-1+relabel'],
+    }
+    for factor in (3, 6)
 }
 
 
@@ -173,10 +183,10 @@ def training_pool(options: argparse.Namespace) -> dict[str, Any]:
 def train_vae(options: argparse.Namespace, name: str) -> Path:
     """The VAE of one setting, trained for --vae-steps (or the saved one)."""
     path = Path(options.work_dir) / 'vae' / name / 'vae.ckpt'
-    if path.is_file():
+    if saved(path, options):
         return path
     log(f'training VAE {name} for {options.vae_steps} steps')
-    seed_everything(SEED)
+    seed_everything(options.seed)
     # The demo's VAE (specdm demo), at its factor 2.
     vae = TwoStreamVAE(downsampling_factor=2, **VAE_SETTINGS | VAES[name])
     began = time.perf_counter()
@@ -188,11 +198,11 @@ def train_vae(options: argparse.Namespace, name: str) -> Path:
 def train_diffusion(options: argparse.Namespace, name: str, vae: Path) -> Path:
     """A variant's diffusion model, trained for --diffusion-steps (or the saved one)."""
     path = Path(options.work_dir) / 'diffusion' / name / 'diffusion.ckpt'
-    if path.is_file():
+    if saved(path, options):
         return path
     steps = options.diffusion_steps * VARIANTS[name].get('diffusion_steps_factor', 1)
     log(f'training diffusion model {name} for {steps} steps')
-    seed_everything(SEED)
+    seed_everything(options.seed)
     # The demo's diffusion model (specdm demo), with the variant's changes.
     settings = DIFFUSION_SETTINGS | VARIANTS[name]['diffusion']
     model = LatentDiffusion(vae_checkpoint=os.fspath(vae), **settings)
@@ -202,12 +212,32 @@ def train_diffusion(options: argparse.Namespace, name: str, vae: Path) -> Path:
     return path
 
 
+def saved(checkpoint: Path, options: argparse.Namespace) -> bool:
+    """Whether *checkpoint* is already trained, with this run's --seed.
+
+    Raises:
+        SystemExit: If it was trained with another seed (records without one are
+            from seed 0, the only seed before --seed existed).
+    """
+    if not checkpoint.is_file():
+        return False
+    record = checkpoint.parent / 'train.json'
+    seed = json.loads(record.read_text()).get('seed', 0) if record.is_file() else 0
+    if seed != options.seed:
+        raise SystemExit(
+            f'{checkpoint} was trained with seed {seed}, not --seed {options.seed}: '
+            'pass a --work-dir of its own to each seed'
+        )
+    return True
+
+
 def _record(
     checkpoint: Path, began: float, steps: int, options: argparse.Namespace
 ) -> None:
-    """Write the optimizer steps and training time beside a checkpoint."""
+    """Write the optimizer steps, seed and training time beside a checkpoint."""
     record = {
         'optimizer_steps': steps,
+        'seed': options.seed,
         'training_pool': training_pool(options),
         'seconds': time.perf_counter() - began,
         'sha256': file_sha256(checkpoint),
@@ -238,7 +268,13 @@ def run_variant(
     out = Path(options.work_dir) / 'variants' / name
     result_path = out / 'result.json'
     if result_path.is_file():
-        return dict(json.loads(result_path.read_text()))
+        result = dict(json.loads(result_path.read_text()))
+        if result.get('seed', 0) != options.seed:
+            raise SystemExit(
+                f'{result_path} comes from seed {result.get("seed", 0)}, not --seed '
+                f'{options.seed}: pass a --work-dir of its own to each seed'
+            )
+        return result
     spec = VARIANTS[name]
     vae = train_vae(options, spec['vae'])
     model_name = spec.get('model', name) or options.base
@@ -265,7 +301,7 @@ def run_variant(
         count,
         sampler=sampler,  # type: ignore[arg-type]
         steps=steps,
-        seed=SEED,
+        seed=options.seed,
         **sample,
     )
     if not timing.is_file():  # a rescoring run resumes the folder: keep the first time
@@ -283,6 +319,7 @@ def run_variant(
     trained = json.loads((checkpoint.parent / 'train.json').read_text())
     result = {
         'variant': name,
+        'seed': options.seed,
         'vae': spec['vae'],
         'diffusion': (
             VARIANTS[model_name]['diffusion'] if model_name in VARIANTS else {}
@@ -344,7 +381,7 @@ def guidance_cost(options: argparse.Namespace, pairs: int = 32) -> dict[str, Any
                     Path(folder) / 'out',
                     pairs,
                     steps=options.steps,
-                    seed=SEED,
+                    seed=options.seed,
                     **settings[name],
                 )
                 seconds[name].append((time.perf_counter() - began) / pairs)
@@ -460,7 +497,7 @@ def report(options: argparse.Namespace, record: dict[str, Any], seconds: float) 
         'command': ' '.join(sys.argv),
         'machine': machine(),
         'protocol': {
-            'seed': SEED,
+            'seed': options.seed,
             'vae_steps': options.vae_steps,
             'diffusion_steps': options.diffusion_steps,
             'num_samples': options.num_samples,
@@ -627,6 +664,14 @@ def main() -> None:
         type=int,
         default=0,
         help='seed of that draw, as benchmarks/downstream.py --pool-seed',
+    )
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=SEED,
+        help='seed of the VAEs, diffusion models and sampling, to repeat the '
+        'ablation with other generators (a --work-dir of its own per seed; '
+        'default: %(default)s)',
     )
     parser.add_argument('--work-dir', default='outputs/alignment')
     parser.add_argument(

@@ -1,7 +1,12 @@
 """The variant tables of benchmarks/alignment.py build and document what they run."""
 
+import json
+from argparse import Namespace
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 from torchgeo_specdm.tasks import TwoStreamVAE
 
@@ -41,3 +46,18 @@ def test_the_module_docstring_names_every_variant(
     alignment = load_benchmark('alignment')
     for name in alignment.VARIANTS:
         assert name in alignment.__doc__, name
+
+
+def test_a_checkpoint_of_another_seed_is_refused(
+    load_benchmark: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    alignment = load_benchmark('alignment')
+    checkpoint = tmp_path / 'vae' / 'two_stream' / 'vae.ckpt'
+    assert not alignment.saved(checkpoint, Namespace(seed=0))
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b'trained')
+    assert alignment.saved(checkpoint, Namespace(seed=0))  # no record: seed 0
+    (checkpoint.parent / 'train.json').write_text(json.dumps({'seed': 1}))
+    assert alignment.saved(checkpoint, Namespace(seed=1))
+    with pytest.raises(SystemExit, match='trained with seed 1, not --seed 0'):
+        alignment.saved(checkpoint, Namespace(seed=0))
