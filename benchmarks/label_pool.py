@@ -96,6 +96,23 @@ class LimitedDataModule(NonGeoDataModule):
             )
 
 
+def pool_order(size: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """The seeded draw of a labelled pool from ``size`` training samples (or scenes).
+
+    Args:
+        size: number of training samples (or scenes).
+        fraction: share to keep (at least one).
+        seed: seed of the draw.
+
+    Returns:
+        the kept indices and the others, each in draw order.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    keep = max(1, round(fraction * size))
+    order: list[int] = torch.randperm(size, generator=generator).tolist()
+    return order[:keep], order[keep:]
+
+
 def limit(dataset: Any, fraction: float, seed: int) -> Any:
     """A seeded share of a training dataset (whole scenes of a scene dataset).
 
@@ -107,19 +124,15 @@ def limit(dataset: Any, fraction: float, seed: int) -> Any:
     Returns:
         the kept part; a scene dataset's records its ``scene_indices``.
     """
-    generator = torch.Generator().manual_seed(seed)
     if isinstance(dataset, ScenePatches):
-        keep = max(1, round(fraction * len(dataset.scenes)))
-        order = torch.randperm(len(dataset.scenes), generator=generator)[:keep]
+        kept, _ = pool_order(len(dataset.scenes), fraction, seed)
         patches = ScenePatches(
-            [dataset.scenes[i] for i in order],
+            [dataset.scenes[i] for i in kept],
             dataset.patch_size,
             dataset.num_patches,
             positive_share=dataset.positive_share,
         )
-        patches.scene_indices = order.tolist()  # type: ignore[attr-defined]
+        patches.scene_indices = kept  # type: ignore[attr-defined]
         return patches
-    keep = max(1, round(fraction * len(dataset)))
-    return Subset(
-        dataset, torch.randperm(len(dataset), generator=generator)[:keep].tolist()
-    )
+    kept, _ = pool_order(len(dataset), fraction, seed)
+    return Subset(dataset, kept)

@@ -9,10 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
+import rasterio
+import torch
 
 from torchgeo_specdm.datamodules import SimulatedSegmentationDataModule
 from torchgeo_specdm.datamodules.registry import demo_datamodule
+from torchgeo_specdm.datasets import SimulatedSegmentation
+from torchgeo_specdm.evaluation.judges import predict_labels
 
 from .conftest import ROOT
 
@@ -91,9 +96,11 @@ def test_guide_from_another_pool_is_refused(
     )
 
 
-@pytest.mark.timeout(600)
-def test_guide_learns_from_its_pool_only(tmp_path: Path) -> None:
-    out = tmp_path / 'guide'
+@pytest.fixture(scope='module')
+def pool_guide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A guide trained for 2 steps on the 10 % pool of seed 3, by judge.py itself."""
+    work = tmp_path_factory.mktemp('pool_guide')
+    out = work / 'guide'
     command = [
         sys.executable,
         str(ROOT / 'benchmarks' / 'judge.py'),
@@ -110,11 +117,83 @@ def test_guide_learns_from_its_pool_only(tmp_path: Path) -> None:
         '--out',
         str(out),
     ]
-    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
-    record = json.loads((out / 'judge.json').read_text())
+    subprocess.run(command, check=True, capture_output=True, cwd=work)
+    return out
+
+
+@pytest.mark.timeout(600)
+def test_guide_learns_from_its_pool_only(pool_guide: Path) -> None:
+    record = json.loads((pool_guide / 'judge.json').read_text())
     assert record['role'] == 'guide'
     assert record['training_pool'] == {'fraction': 0.1, 'seed': 3}
     assert record['optimizer_steps'] == 2
     full = demo_datamodule('simulated-segmentation', None)
     full.setup('fit')
     assert record['train_samples'] == round(0.1 * len(full.train_dataset))
+
+
+def _pseudo_labels(guide: Path, out: Path, pool_seed: int) -> None:
+    command = [
+        sys.executable,
+        str(ROOT / 'benchmarks' / 'pseudo_labels.py'),
+        '--dataset',
+        'simulated-segmentation',
+        '--guide',
+        str(guide),
+        '--fraction',
+        '0.1',
+        '--pool-seed',
+        str(pool_seed),
+        '--num-samples',
+        '5',
+        '--out',
+        str(out),
+    ]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+
+
+@pytest.mark.timeout(600)
+def test_pseudo_labels_are_the_guides_predictions_on_unlabelled_images(
+    load_benchmark: Callable[[str], ModuleType], pool_guide: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / 'pseudo'
+    _pseudo_labels(pool_guide, out, pool_seed=3)
+    manifest = json.loads((out / 'manifest.json').read_text())
+    assert len(manifest['samples']) == 5
+    indices = manifest['generator']['train_indices']
+    full = demo_datamodule('simulated-segmentation', None)
+    full.setup('fit')
+    train = full.train_dataset
+    assert isinstance(train, SimulatedSegmentation)
+    pool = load_benchmark('label_pool')
+    kept, _ = pool.pool_order(len(train), 0.1, 3)
+    assert len(indices) == 5
+    assert not set(indices) & set(kept)
+    judge = load_benchmark('judge')
+    guide, _ = judge.load_judge(pool_guide, change=False)
+    guide.eval()
+    samples = [train[i] for i in indices]
+    image = torch.stack([sample['image'] for sample in samples])
+    mask = torch.stack([sample['mask'] for sample in samples])
+    with torch.inference_mode():
+        expected = predict_labels(
+            guide, full.aug({'image': image, 'mask': mask})['image']
+        )
+    for sample, raw, labels in zip(manifest['samples'], image, expected, strict=True):
+        with rasterio.open(out / sample['image']) as source:
+            assert np.array_equal(source.read(), raw.numpy())
+        with rasterio.open(out / sample['mask']) as source:
+            assert np.array_equal(source.read(1), labels.numpy())
+    written = {path: path.read_bytes() for path in sorted(out.rglob('*.tif'))}
+    _pseudo_labels(pool_guide, out, pool_seed=3)  # a rerun keeps every file
+    assert {path: path.read_bytes() for path in sorted(out.rglob('*.tif'))} == written
+
+
+@pytest.mark.timeout(600)
+def test_pseudo_labels_refuse_a_guide_of_another_pool(
+    pool_guide: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(subprocess.CalledProcessError) as error:
+        _pseudo_labels(pool_guide, tmp_path / 'pseudo', pool_seed=4)
+    assert 'judge.py --role guide --fraction 0.1 --pool-seed 4' in error.value.stderr
+    assert not (tmp_path / 'pseudo').exists()
