@@ -132,7 +132,7 @@ def test_guide_learns_from_its_pool_only(pool_guide: Path) -> None:
     assert record['train_samples'] == round(0.1 * len(full.train_dataset))
 
 
-def _pseudo_labels(guide: Path, out: Path, pool_seed: int) -> None:
+def _pseudo_labels(guide: Path, out: Path, pool_seed: int) -> str:
     command = [
         sys.executable,
         str(ROOT / 'benchmarks' / 'pseudo_labels.py'),
@@ -149,7 +149,7 @@ def _pseudo_labels(guide: Path, out: Path, pool_seed: int) -> None:
         '--out',
         str(out),
     ]
-    subprocess.run(command, check=True, capture_output=True, text=True)
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
 
 @pytest.mark.timeout(600)
@@ -157,7 +157,7 @@ def test_pseudo_labels_are_the_guides_predictions_on_unlabelled_images(
     load_benchmark: Callable[[str], ModuleType], pool_guide: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / 'pseudo'
-    _pseudo_labels(pool_guide, out, pool_seed=3)
+    printed = _pseudo_labels(pool_guide, out, pool_seed=3)
     manifest = json.loads((out / 'manifest.json').read_text())
     assert len(manifest['samples']) == 5
     indices = manifest['generator']['train_indices']
@@ -177,13 +177,16 @@ def test_pseudo_labels_are_the_guides_predictions_on_unlabelled_images(
     mask = torch.stack([sample['mask'] for sample in samples])
     with torch.inference_mode():
         expected = predict_labels(
-            guide, full.aug({'image': image, 'mask': mask})['image']
+            guide, full.aug({'image': image.clone(), 'mask': mask.clone()})['image']
         )
     for sample, raw, labels in zip(manifest['samples'], image, expected, strict=True):
         with rasterio.open(out / sample['image']) as source:
             assert np.array_equal(source.read(), raw.numpy())
         with rasterio.open(out / sample['mask']) as source:
             assert np.array_equal(source.read(1), labels.numpy())
+    truth = mask.numpy()
+    accuracy = float((expected.numpy() == truth).mean())
+    assert f'pixel accuracy {accuracy:.3f}' in printed
     written = {path: path.read_bytes() for path in sorted(out.rglob('*.tif'))}
     _pseudo_labels(pool_guide, out, pool_seed=3)  # a rerun keeps every file
     assert {path: path.read_bytes() for path in sorted(out.rglob('*.tif'))} == written
