@@ -4,10 +4,12 @@ SpecDM's guided and relabelled pairs carry the guide's knowledge twice: guidance
 each generated mask towards the guide's prediction, and relabelling copies the guide's
 confident labels into it. A reviewer asks what the generator adds beyond the guide. The
 control answers it without a generator: the real training images that the labelled pool
-leaves out (their labels are never read), labelled by the same guide's predictions
-(every pixel, its most probable class), written in the generated-dataset format. Then
-``benchmarks/downstream.py --extra-synthetic pseudo=DIR`` trains on them exactly as on
-generated pairs, with the same steps, seeds and pool.
+leaves out (nothing trains on their true masks), labelled by the same guide's
+predictions (every pixel, its most probable class), written in the generated-dataset
+format, each sample's seed being its index in the training split. Then
+``benchmarks/downstream.py --extra-synthetic pseudo-labels=DIR`` trains on them exactly
+as on generated pairs, with the same steps, seeds and pool. The script then prints how
+well the labels match the true masks, which a simulator knows.
 
 Example:
     python benchmarks/pseudo_labels.py --dataset simulated-segmentation \\
