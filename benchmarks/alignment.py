@@ -58,6 +58,7 @@ import torch
 from common import machine
 from judge import fit_steps, load_judge, real_datamodule, reference_datamodule
 from label_pool import LimitedDataModule, share_and_overrides
+from label_pool import check_guide_pool as check_pool_of_guide
 from lightning.pytorch import seed_everything
 from torch import Tensor
 
@@ -252,13 +253,8 @@ def check_guide_pool(options: argparse.Namespace, guide: dict[str, Any]) -> None
         SystemExit: if the generators learn from a labelled pool (--fraction < 1)
             and the guide's record names another one (or none).
     """
-    pool = guide.get('training_pool', {'fraction': 1.0, 'seed': 0})
-    if options.fraction < 1 and pool != training_pool(options):
-        raise SystemExit(
-            f'--guide {options.guide} learned from the labelled pool {pool}, not '
-            f'{training_pool(options)}: train it with judge.py --role guide '
-            f'--fraction {options.fraction} --pool-seed {options.pool_seed}'
-        )
+    if options.fraction < 1:
+        check_pool_of_guide(guide, options.fraction, options.pool_seed, options.guide)
 
 
 def run_variant(

@@ -113,6 +113,30 @@ def pool_order(size: int, fraction: float, seed: int) -> tuple[list[int], list[i
     return order[:keep], order[keep:]
 
 
+def check_guide_pool(
+    guide: dict[str, Any], fraction: float, pool_seed: int, path: str
+) -> None:
+    """Refuse a guide that learned from labels outside a labelled pool.
+
+    Args:
+        guide: the guide's record (``judge.json``).
+        fraction: share of the training split in the pool.
+        pool_seed: seed of the pool's draw.
+        path: the guide's folder, as the user passed it.
+
+    Raises:
+        SystemExit: if the guide's record names another pool (or none).
+    """
+    pool = guide.get('training_pool', {'fraction': 1.0, 'seed': 0})
+    expected = {'fraction': fraction, 'seed': pool_seed}
+    if pool != expected:
+        raise SystemExit(
+            f'--guide {path} learned from the labelled pool {pool}, not '
+            f'{expected}: train it with judge.py --role guide '
+            f'--fraction {fraction} --pool-seed {pool_seed}'
+        )
+
+
 def limit(dataset: Any, fraction: float, seed: int) -> Any:
     """A seeded share of a training dataset (whole scenes of a scene dataset).
 

@@ -24,7 +24,7 @@ from typing import Any
 import rasterio
 import torch
 from judge import load_judge, real_datamodule
-from label_pool import pool_order
+from label_pool import check_guide_pool, pool_order
 from torchmetrics.classification import MulticlassJaccardIndex
 from tqdm import tqdm
 
@@ -62,24 +62,9 @@ def unlabelled_indices(
     return rest[:num_samples]
 
 
-def check_pool(guide: dict[str, Any], fraction: float, pool_seed: int) -> None:
-    """Refuse a guide that learned from labels outside the pool.
-
-    Raises:
-        SystemExit: if the guide's record names another labelled pool.
-    """
-    pool = guide.get('training_pool', {'fraction': 1.0, 'seed': 0})
-    if pool != {'fraction': fraction, 'seed': pool_seed}:
-        raise SystemExit(
-            f'--guide learned from the labelled pool {pool}, not fraction {fraction} '
-            f'seed {pool_seed}: train it with benchmarks/judge.py --role guide '
-            f'--fraction {fraction} --pool-seed {pool_seed}'
-        )
-
-
 @torch.inference_mode()
 def write_pseudo_labels(
-    dataset: str,
+    datamodule: Any,
     guide_dir: Path,
     fraction: float,
     pool_seed: int,
@@ -92,7 +77,8 @@ def write_pseudo_labels(
     Reruns skip the samples already written.
 
     Args:
-        dataset: dataset family (one of :data:`DATASETS`).
+        datamodule: the real datamodule of a dataset of :data:`DATASETS`, set up
+            for 'fit'.
         guide_dir: folder of ``benchmarks/judge.py --role guide``.
         fraction: share of the training split in the labelled pool.
         pool_seed: seed of the pool's draw.
@@ -104,10 +90,8 @@ def write_pseudo_labels(
         the folder's manifest.
     """
     guide, record = load_judge(guide_dir, change=False)
-    check_pool(record, fraction, pool_seed)
+    check_guide_pool(record, fraction, pool_seed, str(guide_dir))
     guide.eval()
-    datamodule = real_datamodule(dataset, None, None, batch_size)
-    datamodule.setup('fit')
     train = datamodule.train_dataset
     indices = unlabelled_indices(len(train), fraction, pool_seed, num_samples)
     writer = DatasetWriter(
@@ -143,21 +127,19 @@ def write_pseudo_labels(
     return writer.finalize(num_samples)
 
 
-def agreement_with_truth(out: Path, dataset: str) -> dict[str, float]:
+def agreement_with_truth(out: Path, datamodule: Any) -> dict[str, float]:
     """How well the written labels match the true masks (simulators know them).
 
     The true masks are read for this report only; nothing trains on them.
 
     Args:
         out: a folder written by :func:`write_pseudo_labels`.
-        dataset: its dataset family.
+        datamodule: the datamodule it was written from.
 
     Returns:
         ``miou`` and ``pixel_accuracy`` of the written masks against the truth.
     """
     manifest = load_manifest(out)
-    datamodule = real_datamodule(dataset, None, None, 16)
-    datamodule.setup('fit')
     train = datamodule.train_dataset
     indices = manifest['generator']['train_indices']
     miou = MulticlassJaccardIndex(datamodule.num_classes, average='macro')
@@ -185,8 +167,10 @@ def main() -> None:
     parser.add_argument('--num-samples', type=int, default=256)
     parser.add_argument('--out', required=True, help='generated-dataset folder')
     options = parser.parse_args()
+    datamodule = real_datamodule(options.dataset, None, None, 16)
+    datamodule.setup('fit')
     manifest = write_pseudo_labels(
-        options.dataset,
+        datamodule,
         Path(options.guide),
         options.fraction,
         options.pool_seed,
@@ -194,7 +178,7 @@ def main() -> None:
         Path(options.out),
     )
     print(f'{len(manifest["samples"])} pseudo-labelled images in {options.out}')
-    scores = agreement_with_truth(Path(options.out), options.dataset)
+    scores = agreement_with_truth(Path(options.out), datamodule)
     print(
         f'against the true masks (read for this line only): mIoU {scores["miou"]:.3f}, '
         f'pixel accuracy {scores["pixel_accuracy"]:.3f}'
