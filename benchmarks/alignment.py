@@ -32,6 +32,12 @@ Variants (each: a VAE, a diffusion training setting and a sampler):
   guided-1+relabel      both
   guided-1+relabel-3x-steps, guided-1+relabel-6x-steps   both, on the 3x / 6x model
 
+With --unlabelled DIR (a benchmarks/pseudo_labels.py folder: real training images
+outside the labelled pool, labelled by the guide), the VAEs and diffusion models learn
+from the pool plus those pairs, at the same optimizer steps: a semi-supervised
+generator, whose images come from every real training image while no true mask outside
+the pool is read. It needs a --work-dir of its own.
+
 Each variant samples --num-samples pairs and is scored by the judge: alignment (mean
 IoU between each generated mask and the judge's prediction on its image), relative to
 the judge on real pairs, KID and precision / recall / density / coverage in the
@@ -63,6 +69,7 @@ from lightning.pytorch import seed_everything
 from torch import Tensor
 
 from torchgeo_specdm import metrics
+from torchgeo_specdm.datamodules import SyntheticMixDataModule
 from torchgeo_specdm.demo import DIFFUSION_SETTINGS, VAE_SETTINGS
 from torchgeo_specdm.evaluation.judges import predict_labels
 from torchgeo_specdm.evaluation.report import evaluate_synthetic
@@ -169,16 +176,67 @@ def log(message: str) -> None:
 
 
 def data(options: argparse.Namespace, batch_size: int = 16) -> Any:
-    """The generators' training data: the labelled pool (--fraction, --pool-seed)."""
+    """The generators' training data: the labelled pool (--fraction, --pool-seed).
+
+    With --unlabelled, the pool's pseudo-labelled images are appended to it.
+    """
     share, overrides = share_and_overrides(
         options.dataset, options.fraction, options.pool_seed
     )
     real = real_datamodule(options.dataset, options.root, None, batch_size, overrides)
-    return LimitedDataModule(real, share, options.pool_seed)
+    pool = LimitedDataModule(real, share, options.pool_seed)
+    if options.unlabelled is None:
+        return pool
+    return SyntheticMixDataModule(pool, options.unlabelled, 'append')
 
 
 def training_pool(options: argparse.Namespace) -> dict[str, Any]:
-    return {'fraction': options.fraction, 'seed': options.pool_seed}
+    pool: dict[str, Any] = {'fraction': options.fraction, 'seed': options.pool_seed}
+    if options.unlabelled is not None:
+        manifest = Path(options.unlabelled) / 'manifest.json'
+        pool['unlabelled'] = {
+            'root': options.unlabelled,
+            'num_samples': len(json.loads(manifest.read_text())['samples']),
+            'manifest_sha256': file_sha256(manifest),
+        }
+    return pool
+
+
+def check_unlabelled(options: argparse.Namespace) -> None:
+    """Refuse an --unlabelled folder that is not the pool's pseudo-labelled images.
+
+    Raises:
+        SystemExit: if it is no pseudo_labels.py folder of this pool, or comes from
+            another guide than --guide.
+    """
+    if options.unlabelled is None:
+        return
+    manifest = Path(options.unlabelled) / 'manifest.json'
+    fix = (
+        f'write it with benchmarks/pseudo_labels.py --fraction {options.fraction} '
+        f'--pool-seed {options.pool_seed} --guide GUIDE'
+    )
+    if not manifest.is_file():
+        raise SystemExit(
+            f'--unlabelled {options.unlabelled} has no manifest.json: {fix}'
+        )
+    generator = json.loads(manifest.read_text()).get('generator', {})
+    pool = {'fraction': options.fraction, 'seed': options.pool_seed}
+    if (
+        generator.get('sampler') != 'guide-pseudo-label'
+        or generator.get('training_pool') != pool
+    ):
+        raise SystemExit(
+            f'--unlabelled {options.unlabelled} holds no pseudo-labels of the pool '
+            f'{pool}: {fix}'
+        )
+    if options.guide is not None:
+        _, guide = load_judge(Path(options.guide), change=False)
+        if generator.get('checkpoint_sha256') != guide['sha256']:
+            raise SystemExit(
+                f'--unlabelled {options.unlabelled} was labelled by another guide '
+                f'than --guide {options.guide}: {fix.replace("GUIDE", options.guide)}'
+            )
 
 
 def train_vae(options: argparse.Namespace, name: str) -> Path:
@@ -214,20 +272,28 @@ def train_diffusion(options: argparse.Namespace, name: str, vae: Path) -> Path:
 
 
 def saved(checkpoint: Path, options: argparse.Namespace) -> bool:
-    """Whether *checkpoint* is already trained, with this run's --seed.
+    """Whether *checkpoint* is already trained, with this run's --seed and data.
 
     Raises:
         SystemExit: If it was trained with another seed (records without one are
-            from seed 0, the only seed before --seed existed).
+            from seed 0, the only seed before --seed existed) or on other
+            training data (another pool or --unlabelled folder).
     """
     if not checkpoint.is_file():
         return False
-    record = checkpoint.parent / 'train.json'
-    seed = json.loads(record.read_text()).get('seed', 0) if record.is_file() else 0
+    path = checkpoint.parent / 'train.json'
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    seed = record.get('seed', 0)
     if seed != options.seed:
         raise SystemExit(
             f'{checkpoint} was trained with seed {seed}, not --seed {options.seed}: '
             'pass a --work-dir of its own to each seed'
+        )
+    pool = record.get('training_pool')
+    if pool is not None and pool != training_pool(options):
+        raise SystemExit(
+            f'{checkpoint} was trained on {pool}, not {training_pool(options)}: pass '
+            'a --work-dir of its own to each training set'
         )
     return True
 
@@ -617,9 +683,17 @@ def markdown(summary: dict[str, Any]) -> str:
 def _pool_text(pool: dict[str, Any] | None) -> str:
     if pool is None or pool['fraction'] >= 1:
         return 'the generators learned from the whole real training split.'
-    return (
+    text = (
         f'the generators (and the guide) learned from {pool["fraction"]:.0%} of the '
-        f'real training split only (labelled pool drawn with seed {pool["seed"]}).'
+        f'real training split only (labelled pool drawn with seed {pool["seed"]})'
+    )
+    unlabelled = pool.get('unlabelled')
+    if unlabelled is None:
+        return text + '.'
+    return (
+        text + f', plus {unlabelled["num_samples"]} real training images outside the '
+        f'pool labelled by the guide (`{unlabelled["root"]}`; no true mask outside '
+        'the pool is read).'
     )
 
 
@@ -669,6 +743,11 @@ def main() -> None:
         'ablation with other generators (a --work-dir of its own per seed; '
         'default: %(default)s)',
     )
+    parser.add_argument(
+        '--unlabelled',
+        help='a benchmarks/pseudo_labels.py folder of this pool, added to the '
+        "generators' training data (semi-supervised generators)",
+    )
     parser.add_argument('--work-dir', default='outputs/alignment')
     parser.add_argument(
         '--name', help='suffix of the results files (alignment_DATASET_NAME.*)'
@@ -677,6 +756,7 @@ def main() -> None:
         '--report', action='store_true', help='tabulate the finished variants'
     )
     options = parser.parse_args()
+    check_unlabelled(options)
     began = time.perf_counter()
     judge, record = load_judge(Path(options.judge), change=False)
     if options.report:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,7 +63,11 @@ def test_pool_seed_fixes_the_pool_for_every_training_seed(
     # A generator trained with --pool-seed 7 (alignment.py's data()) sees this pool.
     alignment = load_benchmark('alignment')
     options = argparse.Namespace(
-        dataset='simulated-segmentation', root=None, fraction=0.25, pool_seed=7
+        dataset='simulated-segmentation',
+        root=None,
+        fraction=0.25,
+        pool_seed=7,
+        unlabelled=None,
     )
     generators = alignment.data(options)
     generators.real = SimulatedSegmentationDataModule(num_train=40, size=16, seed=3)
@@ -200,3 +205,71 @@ def test_pseudo_labels_refuse_a_guide_of_another_pool(
         _pseudo_labels(pool_guide, tmp_path / 'pseudo', pool_seed=4)
     assert 'judge.py --role guide --fraction 0.1 --pool-seed 4' in error.value.stderr
     assert not (tmp_path / 'pseudo').exists()
+
+
+def _semi_supervised(guide: Path, unlabelled: Path, pool_seed: int) -> Any:
+    return argparse.Namespace(
+        dataset='simulated-segmentation',
+        root=None,
+        fraction=0.1,
+        pool_seed=pool_seed,
+        unlabelled=str(unlabelled),
+        guide=str(guide),
+        seed=0,
+    )
+
+
+@pytest.mark.timeout(600)
+def test_semi_supervised_generators_learn_from_the_pool_and_its_pseudo_labels(
+    load_benchmark: Callable[[str], ModuleType], pool_guide: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / 'pseudo'
+    _pseudo_labels(pool_guide, out, pool_seed=3)
+    alignment = load_benchmark('alignment')
+    options = _semi_supervised(pool_guide, out, pool_seed=3)
+    alignment.check_unlabelled(options)
+    datamodule = alignment.data(options)
+    datamodule.setup('fit')
+    full = demo_datamodule('simulated-segmentation', None)
+    full.setup('fit')
+    pool = round(0.1 * len(full.train_dataset))
+    assert len(datamodule.train_dataset) == pool + 5
+    indices = json.loads((out / 'manifest.json').read_text())['generator'][
+        'train_indices'
+    ]
+    for number, index in enumerate(indices):
+        added = datamodule.train_dataset[pool + number]
+        assert torch.equal(added['image'], full.train_dataset[index]['image'])
+    record = alignment.training_pool(options)
+    assert record['unlabelled']['num_samples'] == 5
+    checkpoint = tmp_path / 'vae' / 'vae.ckpt'
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b'trained')
+    pool_only = {'seed': 0, 'training_pool': {'fraction': 0.1, 'seed': 3}}
+    (checkpoint.parent / 'train.json').write_text(json.dumps(pool_only))
+    with pytest.raises(SystemExit, match='a --work-dir of its own to each training'):
+        alignment.saved(checkpoint, options)
+    (checkpoint.parent / 'train.json').write_text(
+        json.dumps({'seed': 0, 'training_pool': record})
+    )
+    assert alignment.saved(checkpoint, options)
+
+
+@pytest.mark.timeout(600)
+def test_semi_supervised_generators_refuse_other_pseudo_labels(
+    load_benchmark: Callable[[str], ModuleType], pool_guide: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / 'pseudo'
+    _pseudo_labels(pool_guide, out, pool_seed=3)
+    alignment = load_benchmark('alignment')
+    with pytest.raises(
+        SystemExit, match=re.escape('pseudo_labels.py --fraction 0.1 --pool-seed 4')
+    ):
+        alignment.check_unlabelled(_semi_supervised(pool_guide, out, pool_seed=4))
+    with pytest.raises(SystemExit, match=re.escape('has no manifest.json')):
+        alignment.check_unlabelled(_semi_supervised(pool_guide, tmp_path, 3))
+    manifest = json.loads((out / 'manifest.json').read_text())
+    manifest['generator']['checkpoint_sha256'] = '0' * 64
+    (out / 'manifest.json').write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit, match='labelled by another guide'):
+        alignment.check_unlabelled(_semi_supervised(pool_guide, out, pool_seed=3))
