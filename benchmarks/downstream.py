@@ -462,16 +462,33 @@ def paired_difference(differences: list[float]) -> dict[str, Any]:
     }
 
 
-def comparisons(runs: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, Any]]:
-    """Each regime against real only, paired by seed, per fraction and metric."""
+def comparisons(
+    runs: list[dict[str, Any]],
+    metrics: list[str],
+    reference: str = 'real',
+    regimes: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Each regime against a reference regime, paired by seed, per fraction and metric.
+
+    Args:
+        runs: the finished runs.
+        metrics: the metrics to compare.
+        reference: the regime subtracted (default: real only, at no ratio).
+        regimes: the regimes to compare (default: all but the reference).
+
+    Returns:
+        one row per regime, fraction, ratio and metric.
+    """
     real = {
         (entry['fraction'], entry['seed']): entry['metrics']
         for entry in runs
-        if entry['regime'] == 'real'
+        if entry['regime'] == reference and entry['ratio'] is None
     }
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for entry in runs:
-        if entry['regime'] != 'real':
+        if entry['regime'] != reference and (
+            regimes is None or entry['regime'] in regimes
+        ):
             groups.setdefault(
                 (entry['regime'], entry['fraction'], entry['ratio']), []
             ).append(entry)
@@ -499,6 +516,24 @@ def comparisons(runs: list[dict[str, Any]], metrics: list[str]) -> list[dict[str
                 }
             )
     return rows
+
+
+def against_pairs(given: list[str], planned: set[str]) -> list[tuple[str, str]]:
+    """The --against pairs, checked against the planned regimes.
+
+    Raises:
+        SystemExit: if a pair is not REGIME:REFERENCE of two planned regimes.
+    """
+    pairs = []
+    for pair in given:
+        regime, _, reference = pair.partition(':')
+        if regime not in planned or reference not in planned or regime == reference:
+            raise SystemExit(
+                f'--against {pair}: give REGIME:REFERENCE, two regimes of this run '
+                f'({", ".join(sorted(planned))})'
+            )
+        pairs.append((regime, reference))
+    return pairs
 
 
 def markdown_table(
@@ -538,10 +573,12 @@ def markdown_table(
     return table
 
 
-def comparison_table(rows: list[dict[str, Any]]) -> list[str]:
-    """The paired differences against real only, as Markdown."""
+def comparison_table(
+    rows: list[dict[str, Any]], reference: str = 'real only'
+) -> list[str]:
+    """The paired differences against a reference regime, as Markdown."""
     table = [
-        '| regime | real fraction | synthetic:real | metric | difference to real only | 95 % interval | seeds | reading |',
+        f'| regime | real fraction | synthetic:real | metric | difference to {reference} | 95 % interval | seeds | reading |',
         '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ]
     for row in rows:
@@ -766,6 +803,14 @@ def main() -> None:
         help='suffix of the results files (downstream_DATASET_NAME.*), so that a '
         'focused run does not replace the full table',
     )
+    parser.add_argument(
+        '--against',
+        nargs='+',
+        default=[],
+        metavar='REGIME:REFERENCE',
+        help='also pair REGIME against REFERENCE (two regimes of this run, e.g. '
+        'real+a+b:real+a: what b adds to a), same seeds, 95 %% t interval',
+    )
     parser.add_argument('--work-dir', default='outputs/downstream')
     options = parser.parse_args()
     if options.quick:
@@ -840,6 +885,7 @@ def main() -> None:
             for seed in options.seeds
         ]
 
+    pairs = against_pairs(options.against, {regime for regime, *_ in plan})
     runs = []
     reused = 0
     start = time.perf_counter()
@@ -885,6 +931,14 @@ def main() -> None:
     keys = ['f1', 'precision', 'recall', 'iou'] if change else ['miou', 'oa']
     rows = summarise(runs)
     compared = comparisons(runs, keys)
+    against = [
+        {
+            'regime': regime,
+            'reference': reference,
+            'comparisons': comparisons(runs, keys, reference, [regime]),
+        }
+        for regime, reference in pairs
+    ]
     stem = f'downstream_{options.dataset}' + ('_quick' if options.quick else '')
     if options.name:
         stem += f'_{options.name}'
@@ -951,6 +1005,16 @@ def main() -> None:
         '',
         *comparison_table(compared),
     ]
+    for pair in against:
+        body += [
+            '',
+            (
+                f'## Paired differences of {pair["regime"]} to '
+                f'{pair["reference"]} (same seed, 95 % t interval)'
+            ),
+            '',
+            *comparison_table(pair['comparisons'], pair['reference']),
+        ]
     if not change and class_keys:
         body += [
             '',
@@ -1011,6 +1075,7 @@ def main() -> None:
                 'runs': runs,
                 'summary': rows,
                 'comparisons': compared,
+                'against': against,
             },
             indent=2,
         )

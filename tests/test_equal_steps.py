@@ -166,6 +166,36 @@ def test_paired_difference_known_answers(
     assert benchmark.paired_difference([0.3])['ci95'] is None
 
 
+def test_regimes_pair_against_another_regime_by_seed(
+    load_benchmark: Callable[[str], ModuleType],
+) -> None:
+    benchmark = load_benchmark('downstream')
+    scores = {'real': [0.70, 0.72], 'real+a': [0.80, 0.81], 'real+a+b': [0.83, 0.83]}
+    runs = [
+        {
+            'regime': regime,
+            'fraction': 0.1,
+            'seed': seed,
+            'ratio': None,
+            'metrics': {'miou': values[seed]},
+        }
+        for regime, values in scores.items()
+        for seed in (0, 1)
+    ]
+    rows = benchmark.comparisons(runs, ['miou'], 'real+a', ['real+a+b'])
+    assert [(row['regime'], row['seeds']) for row in rows] == [('real+a+b', [0, 1])]
+    assert rows[0]['mean_difference'] == pytest.approx(0.025)
+    against_real = benchmark.comparisons(runs, ['miou'])
+    assert {row['regime'] for row in against_real} == {'real+a', 'real+a+b'}
+    planned = set(scores)
+    assert benchmark.against_pairs(['real+a+b:real+a'], planned) == [
+        ('real+a+b', 'real+a')
+    ]
+    for wrong in ('real+a+b', 'real+c:real', 'real+a:real+a'):
+        with pytest.raises(SystemExit, match='REGIME:REFERENCE'):
+            benchmark.against_pairs([wrong], planned)
+
+
 def test_change_centred_patches_hold_change() -> None:
     mask = torch.zeros(1, 64, 64, dtype=torch.long)
     mask[0, 50, 7] = 1
