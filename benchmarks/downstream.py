@@ -48,7 +48,8 @@ training seed, and the generators and their guide learn from that pool only
 
 For each regime against real only, at each fraction, the comparisons give the mean
 paired difference over seeds with a 95 % t interval (scipy.stats); "helps" or
-"hurts" is written only where the interval excludes 0.
+"hurts" is written only where the interval excludes 0. `--against A:B` pairs two
+other regimes of the run the same way (what the second source of A adds to B).
 
 Examples:
   python benchmarks/downstream.py --dataset oscd --root ../shared/data/oscd_full \
