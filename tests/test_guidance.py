@@ -22,7 +22,12 @@ from torchgeo_specdm.generation import (
     consistency_loss,
     refine_mask,
 )
-from torchgeo_specdm.generation.guidance import guide_input, guided_step_count
+from torchgeo_specdm.generation.guidance import (
+    ThresholdedChangeGuide,
+    class_probabilities,
+    guide_input,
+    guided_step_count,
+)
 from torchgeo_specdm.generation.refine import refine_ignore_index
 from torchgeo_specdm.sample import file_sha256, generate
 from torchgeo_specdm.tasks import LatentDiffusion
@@ -335,6 +340,61 @@ def test_change_refine_ignore_is_refused(
             steps=2,
             guide=guides['simulated_change'],
             refine='ignore',
+        )
+
+
+def test_thresholded_change_guide_reads_its_threshold_as_even_odds(
+    tiny_diffusion: dict[str, Path], guides: dict[str, Path]
+) -> None:
+    _, model = _pipeline(tiny_diffusion['simulated_change'])
+    guide = _guide(model, guides['simulated_change'])
+    pair = torch.randn(2, 2, model.vae.hparams['in_channels'], 16, 16)
+    with torch.no_grad():
+        raw = guide(guide_input(pair, guide))
+        even = ThresholdedChangeGuide(guide, 0.5)
+        assert torch.equal(even(guide_input(pair, even)), raw)
+        shifted = ThresholdedChangeGuide(guide, 0.2)
+        calibrated = class_probabilities(shifted(guide_input(pair, shifted)))
+    raw_change = raw.sigmoid()[:, 0]
+    assert torch.equal(calibrated[:, 1] > 0.5, raw_change > 0.2)
+    assert torch.allclose(calibrated.sum(1), torch.ones_like(raw_change))
+    for threshold in (0.0, 1.0):
+        with pytest.raises(InvalidInputError, match='strictly between 0 and 1'):
+            ThresholdedChangeGuide(guide, threshold)
+
+
+def test_guide_threshold_moves_refinement_and_is_recorded(
+    tiny_diffusion: dict[str, Path], guides: dict[str, Path], tmp_path: Path
+) -> None:
+    options: dict[str, Any] = {
+        'steps': 3,
+        'seed': 1,
+        'guide': guides['simulated_change'],
+        'refine': 'relabel',
+        'refine_confidence': 0.9,
+    }
+    checkpoint = tiny_diffusion['simulated_change']
+    plain = generate(checkpoint, tmp_path / 'plain', 4, **options)
+    low = generate(checkpoint, tmp_path / 'low', 4, guide_threshold=0.01, **options)
+    assert 'guide_threshold' not in plain['generator']
+    assert low['generator']['guide_threshold'] == 0.01
+
+    def change(manifest: dict[str, Any]) -> float:
+        return sum(s['class_fractions'][1] for s in manifest['samples'])
+
+    # At threshold 0.01 the guide is sure of change wherever its sigmoid passes
+    # about 0.5, so relabelling paints change that the default threshold leaves.
+    assert change(low) > change(plain)
+    with pytest.raises(InvalidInputError, match='different configuration'):
+        generate(checkpoint, tmp_path / 'low', 4, guide_threshold=0.02, **options)
+    with pytest.raises(InvalidInputError, match='only a change guide'):
+        generate(
+            tiny_diffusion['simulated_segmentation'],
+            tmp_path / 'seg',
+            1,
+            steps=2,
+            guide=guides['simulated_segmentation'],
+            guide_threshold=0.2,
         )
 
 

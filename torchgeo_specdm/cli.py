@@ -275,6 +275,15 @@ def sample_main(args: Sequence[str]) -> None:
         help="the guide's smallest class probability that changes a pixel (default: "
         '%(default)s)',
     )
+    guiding.add_argument(
+        '--guide-threshold',
+        type=float,
+        metavar='T',
+        help="change guides: the guide's change probability that guidance and "
+        'refinement read as even odds, e.g. the threshold it takes on validation '
+        'data (benchmarks/judge.py records it as change_threshold; default: 0.5, '
+        'as trained)',
+    )
     options = parser.parse_args(args)
     from .sample import generate
 
@@ -300,6 +309,7 @@ def sample_main(args: Sequence[str]) -> None:
         guidance_start=options.guidance_start,
         refine=options.refine,
         refine_confidence=options.refine_confidence,
+        guide_threshold=options.guide_threshold,
     )
     samples = manifest['samples']
     print(f'Wrote {len(samples)} pairs to {os.path.abspath(options.out)}')

@@ -17,7 +17,7 @@ import torchgeo_specdm
 
 from .datasets.validation import InvalidInputError
 from .export import DatasetWriter
-from .generation.guidance import GuideSettings, check_guidance
+from .generation.guidance import GuideSettings, ThresholdedChangeGuide, check_guidance
 from .generation.loop import DrawnPair, draw_pairs, sample_blocks
 from .generation.pipeline import DEFAULT_STEPS, Sampler, sample_seed
 from .generation.refine import RefineMode, check_refine, refine_ignore_index
@@ -248,7 +248,11 @@ def guidance_record(
         'guidance_start': float(settings.guidance_start) if guided else None,
         'refine': settings.refine if refined else None,
         'refine_confidence': float(settings.refine_confidence) if refined else None,
-    }
+    } | (
+        {}
+        if settings.guide_threshold is None
+        else {'guide_threshold': float(settings.guide_threshold)}
+    )
 
 
 def generate(
@@ -273,6 +277,7 @@ def generate(
     guidance_start: float = 0.5,
     refine: RefineMode | None = None,
     refine_confidence: float = 0.9,
+    guide_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Sample pairs and write them as a generated-dataset folder, resuming if needed.
 
@@ -332,6 +337,10 @@ def generate(
             guide's class.
         refine_confidence: the guide's smallest class probability that changes a
             pixel.
+        guide_threshold: change guides only: the guide's change probability that
+            guidance and refinement read as even odds (see
+            :class:`~torchgeo_specdm.generation.guidance.ThresholdedChangeGuide`),
+            e.g. the threshold it takes on validation data; None keeps 0.5.
 
     Returns:
         the manifest.
@@ -358,11 +367,22 @@ def generate(
     guidance = None
     if guide is not None:
         guidance = load_guidance(
-            model, guide, alignment_guidance, guidance_start, refine, refine_confidence
+            model,
+            guide,
+            alignment_guidance,
+            guidance_start,
+            refine,
+            refine_confidence,
+            guide_threshold,
         )
         guidance.guide.to(device)
     else:
         check_refine(refine, refine_confidence, False, None)
+        if guide_threshold is not None:
+            raise InvalidInputError(
+                f'--guide-threshold {guide_threshold} needs a guide: pass --guide '
+                'CKPT (a binary ChangeDetection checkpoint), or leave it out.'
+            )
     pipeline = model.pipeline(sampler)
     plan = make_plan(
         model.hparams['condition'],
@@ -432,6 +452,7 @@ def load_guidance(
     guidance_start: float,
     refine: RefineMode | None,
     refine_confidence: float,
+    guide_threshold: float | None = None,
 ) -> GuideSettings:
     """Load a guide checked against a diffusion model, with its settings.
 
@@ -442,13 +463,16 @@ def load_guidance(
         guidance_start: guided share of the steps.
         refine: refinement mode, or None.
         refine_confidence: the guide's smallest probability that changes a pixel.
+        guide_threshold: change guides: the change probability read as even odds
+            (None: 0.5).
 
     Returns:
         the settings, with the guide frozen and in eval mode (on the CPU).
 
     Raises:
-        InvalidInputError: if the guide does not fit the model or the refinement
-            settings are invalid (e.g. 'ignore' for masks without an ignore label).
+        InvalidInputError: if the guide does not fit the model, the refinement
+            settings are invalid (e.g. 'ignore' for masks without an ignore label),
+            or a threshold is given for a segmentation guide.
     """
     from .evaluation.judges import load_guide
 
@@ -459,13 +483,25 @@ def load_guidance(
         None if change else refine_ignore_index(task.hparams, model_class_names(model))
     )
     check_refine(refine, refine_confidence, True, ignore_index)
+    if guide_threshold is not None and not change:
+        raise InvalidInputError(
+            f'--guide-threshold {guide_threshold}: only a change guide takes a '
+            'threshold; a segmentation guide takes the most probable class. Leave '
+            'it out.'
+        )
+    guide_model = (
+        task
+        if guide_threshold is None
+        else ThresholdedChangeGuide(task, guide_threshold).eval()
+    )
     return GuideSettings(
-        task,
+        guide_model,
         alignment_guidance,
         guidance_start,
         refine,
         refine_confidence,
         ignore_index,
+        guide_threshold,
     )
 
 

@@ -117,6 +117,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                 'guidance_start': _FRACTION_OR_NULL,
                 'refine': {'enum': ['ignore', 'relabel', None]},
                 'refine_confidence': _FRACTION_OR_NULL,
+                'guide_threshold': _FRACTION_OR_NULL,
             },
         },
         'samples': {

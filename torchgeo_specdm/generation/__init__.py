@@ -1,6 +1,6 @@
 """Generation: SpecDMPipeline, the denoise-and-decode loop, requests and conditions."""
 
-from .guidance import GuideSettings, consistency_loss
+from .guidance import GuideSettings, ThresholdedChangeGuide, consistency_loss
 from .loop import DrawnPair, draw_pairs, sample_blocks
 from .pipeline import (
     DEFAULT_STEPS,
@@ -25,6 +25,7 @@ __all__ = (
     'Sampler',
     'SpecDMPipeline',
     'SpecDMPipelineOutput',
+    'ThresholdedChangeGuide',
     'consistency_loss',
     'draw_pairs',
     'make_plan',

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..datasets.validation import InvalidInputError
 from .refine import RefineMode
@@ -36,6 +36,9 @@ class GuideSettings:
     refine_confidence: float = 0.9
     #: the label 'ignore' writes.
     ignore_index: int | None = None
+    #: change guides: the change probability read as even odds (None: 0.5, as
+    #: trained); recorded in the manifest, applied by :class:`ThresholdedChangeGuide`.
+    guide_threshold: float | None = None
 
     def pipeline_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :class:`SpecDMPipeline` these settings set.
@@ -52,6 +55,55 @@ class GuideSettings:
             'refine_confidence': self.refine_confidence,
             'ignore_index': self.ignore_index,
         }
+
+
+class ThresholdedChangeGuide(nn.Module):
+    """A binary change guide whose decision threshold reads as even odds.
+
+    A change detector calibrated on validation data often takes a threshold far
+    from 0.5 (a rare class: 0.05, say). Guidance and refinement read its sigmoid as
+    the probability of change, so such a guide disputes every generated change
+    pixel. This wrapper shifts the change logit by ``-logit(threshold)``: the
+    guide's probability ``threshold`` becomes 0.5, and its decisions at that
+    threshold become the argmax that guidance and refinement use.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(self, guide: nn.Module, threshold: float) -> None:
+        """Initialize a new ThresholdedChangeGuide instance.
+
+        Args:
+            guide: a binary change detector, [B, 1, H, W] logits.
+            threshold: its change probability that is to read as even odds.
+
+        Raises:
+            InvalidInputError: for a threshold outside (0, 1).
+        """
+        super().__init__()
+        if not 0 < threshold < 1:
+            raise InvalidInputError(
+                f'--guide-threshold {threshold}: must lie strictly between 0 and 1 '
+                "(the guide's change probability that is to count as even odds)."
+            )
+        self.guide = guide
+        self.threshold = threshold
+        self.offset = math.log(threshold / (1 - threshold))
+        # guide_input reads the detector's hyperparameters (early fusion or siamese).
+        self.hparams = getattr(guide, 'hparams', {})
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The guide's change logits, shifted by ``-logit(threshold)``.
+
+        Args:
+            x: the guide's input.
+
+        Returns:
+            [B, 1, H, W] logits whose sigmoid is 0.5 where the guide's is
+            ``threshold``.
+        """
+        logits: Tensor = self.guide(x)
+        return logits - self.offset
 
 
 def guide_input(image: Tensor, task: Any = None) -> Tensor:
