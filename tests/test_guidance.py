@@ -329,17 +329,29 @@ def test_sharded_guided_sampling_matches_one_process(
     assert {k: v[1] for k, v in first.items()} == {k: v[1] for k, v in second.items()}
 
 
-def test_change_refine_ignore_is_refused(
-    tiny_diffusion: dict[str, Path], guides: dict[str, Path], tmp_path: Path
+@pytest.mark.parametrize(
+    ('data', 'setting', 'message'),
+    [
+        ('simulated_change', {'refine': 'ignore'}, '--refine ignore: these masks have'),
+        ('simulated_segmentation', {'guide_threshold': 0.2}, 'only a change guide'),
+    ],
+)
+def test_guide_setting_that_does_not_fit_the_task_is_refused(
+    tiny_diffusion: dict[str, Path],
+    guides: dict[str, Path],
+    tmp_path: Path,
+    data: str,
+    setting: dict[str, Any],
+    message: str,
 ) -> None:
-    with pytest.raises(InvalidInputError, match='--refine ignore: these masks have'):
+    with pytest.raises(InvalidInputError, match=message):
         generate(
-            tiny_diffusion['simulated_change'],
+            tiny_diffusion[data],
             tmp_path / 'o',
             1,
             steps=2,
-            guide=guides['simulated_change'],
-            refine='ignore',
+            guide=guides[data],
+            **setting,
         )
 
 
@@ -387,15 +399,6 @@ def test_guide_threshold_moves_refinement_and_is_recorded(
     assert change(low) > change(plain)
     with pytest.raises(InvalidInputError, match='different configuration'):
         generate(checkpoint, tmp_path / 'low', 4, guide_threshold=0.02, **options)
-    with pytest.raises(InvalidInputError, match='only a change guide'):
-        generate(
-            tiny_diffusion['simulated_segmentation'],
-            tmp_path / 'seg',
-            1,
-            steps=2,
-            guide=guides['simulated_segmentation'],
-            guide_threshold=0.2,
-        )
 
 
 @pytest.mark.parametrize(

@@ -362,6 +362,11 @@ def generate(
     if devices < 1:
         raise InvalidInputError(f'--devices {devices}: must be at least 1.')
     check_guidance(alignment_guidance, guidance_start, guide is not None)
+    if guide_threshold is not None and guide is None:
+        raise InvalidInputError(
+            f'--guide-threshold {guide_threshold} needs a guide: pass --guide '
+            'CKPT (a binary ChangeDetection checkpoint), or leave it out.'
+        )
     device = sampling_device(accelerator)
     model = LatentDiffusion.from_checkpoint(checkpoint)
     guidance = None
@@ -378,11 +383,6 @@ def generate(
         guidance.guide.to(device)
     else:
         check_refine(refine, refine_confidence, False, None)
-        if guide_threshold is not None:
-            raise InvalidInputError(
-                f'--guide-threshold {guide_threshold} needs a guide: pass --guide '
-                'CKPT (a binary ChangeDetection checkpoint), or leave it out.'
-            )
     pipeline = model.pipeline(sampler)
     plan = make_plan(
         model.hparams['condition'],
