@@ -1,0 +1,203 @@
+"""Real-data control: real OSCD training patches, written as a generated folder.
+
+A generated change set that adds almost no change pixel can raise change F1 by
+adding near-negative patches alone: the detector learns fewer false alarms and
+trades recall for precision. A reviewer asks whether a generated folder adds more
+than that. This control answers without a generator: random patches of the real
+training cities (never a validation or test city), drawn from a seed, written in
+the generated-dataset format with their true masks. ``--contents unchanged`` keeps
+only patches without a changed pixel (the control of a folder whose masks hold
+no change); ``--contents any`` draws them as the training loader does (the share
+of patches placed on change included), i.e. more copies of the real distribution.
+Then ``benchmarks/downstream.py --extra-synthetic real-unchanged=DIR`` trains on
+them exactly as on generated pairs, with the same steps and seeds.
+
+The images are those the detectors see: with the same scene statistics
+(matched, unless ``--raw-scene-statistics``) and patch size as
+``downstream.py``'s defaults. The manifest's ``checkpoint_sha256`` is the sha256 of
+the draw (cities, windows and settings): there is no checkpoint.
+
+Example:
+    python benchmarks/real_patches.py --root ../shared/data/oscd_full \\
+        --test-root outputs/oscd_full_test --contents unchanged --num-samples 256 \\
+        --out outputs/oscd_variants/real-unchanged
+"""
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from judge import real_datamodule
+from tqdm import tqdm
+
+from torchgeo_specdm import __version__
+from torchgeo_specdm.datasets.patches import ScenePatches
+from torchgeo_specdm.export import DatasetWriter
+
+#: How many random windows to try per requested patch before giving up.
+MAX_DRAWS_PER_PATCH = 100
+
+Contents = Literal['unchanged', 'any']
+
+
+def draw_windows(
+    train: ScenePatches,
+    contents: Contents,
+    num_samples: int,
+    seed: int,
+    positive_share: float,
+) -> list[tuple[int, int, int]]:
+    """Random windows of the training scenes, in draw order.
+
+    Args:
+        train: the training patches (their scenes and patch size are used).
+        contents: 'unchanged' keeps only windows without a changed pixel; 'any'
+            keeps every window.
+        num_samples: how many windows to return.
+        seed: seed of the draw.
+        positive_share: share of windows placed around a changed pixel ('any').
+
+    Returns:
+        ``num_samples`` windows (scene index, top, left).
+
+    Raises:
+        SystemExit: if ``contents='unchanged'`` finds too few windows without
+            change.
+    """
+    share = positive_share if contents == 'any' else 0.0
+    draws = num_samples * (MAX_DRAWS_PER_PATCH if contents == 'unchanged' else 1)
+    candidates = ScenePatches(
+        train.scenes,
+        train.patch_size,
+        num_patches=draws,
+        seed=seed,
+        positive_share=share,
+    )
+    windows: list[tuple[int, int, int]] = []
+    size = train.patch_size
+    for index in range(draws):
+        scene, top, left = candidates.window(index)
+        if contents == 'unchanged':
+            mask = train.scenes[scene]['mask'][
+                ..., top : top + size, left : left + size
+            ]
+            if bool((mask > 0).any()):
+                continue
+        windows.append((scene, top, left))
+        if len(windows) == num_samples:
+            return windows
+    raise SystemExit(
+        f'--num-samples {num_samples}: only {len(windows)} of {draws} random windows '
+        f'of {size} px hold no changed pixel; pass a smaller --num-samples or a '
+        'smaller patch size'
+    )
+
+
+def write_real_patches(
+    datamodule: Any, contents: Contents, num_samples: int, seed: int, out: Path
+) -> dict[str, Any]:
+    """Write random real training patches with their true masks.
+
+    Reruns skip the samples already written; a folder of another draw is refused.
+
+    Args:
+        datamodule: an OSCD patch datamodule, set up for 'fit'.
+        contents: which patches to keep (see :func:`draw_windows`).
+        num_samples: patches to write.
+        seed: seed of the draw.
+        out: the generated-dataset folder to write.
+
+    Returns:
+        the folder's manifest.
+    """
+    train = datamodule.train_dataset
+    windows = draw_windows(
+        train, contents, num_samples, seed, datamodule.change_patch_share
+    )
+    cities = list(datamodule.train_cities)
+    draw = {
+        'source': 'real training patches of benchmarks/real_patches.py',
+        'contents': contents,
+        'train_cities': cities,
+        'patch_size': train.patch_size,
+        'match_scene_statistics': datamodule.match_scene_statistics,
+        'windows': [[cities[scene], top, left] for scene, top, left in windows],
+    }
+    digest = hashlib.sha256(json.dumps(draw, sort_keys=True).encode()).hexdigest()
+    writer = DatasetWriter(
+        out,
+        task='change',
+        bands=datamodule.bands,
+        num_classes=datamodule.num_classes,
+        class_names=datamodule.class_names,
+        generator={
+            'checkpoint_sha256': digest,
+            'sampler': 'real-patches',
+            'steps': 1,
+            'guidance_scale': 0.0,
+            'request': None,
+            'seed': seed,
+            'package_version': __version__,
+        }
+        | draw,
+    )
+    done = writer.completed()
+    size = train.patch_size
+    for number in tqdm(range(num_samples), desc='real patches'):
+        if number in done:
+            continue
+        scene, top, left = windows[number]
+        crop = train.scenes[scene]
+        image = crop['image'][..., top : top + size, left : left + size]
+        mask = crop['mask'][..., top : top + size, left : left + size]
+        writer.write(number, image.float(), mask.to(torch.uint8), seed=number)
+    return writer.finalize(num_samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument('--root', required=True, help='OSCD root')
+    parser.add_argument(
+        '--test-root',
+        help='held-out OSCD root (benchmarks/heldout_oscd.py): its cities are left '
+        'out, as in downstream.py',
+    )
+    parser.add_argument('--contents', choices=['unchanged', 'any'], required=True)
+    parser.add_argument('--num-samples', type=int, default=256)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--raw-scene-statistics',
+        action='store_true',
+        help='keep the raw values of each city and date (as downstream.py)',
+    )
+    parser.add_argument('--out', required=True, help='generated-dataset folder')
+    options = parser.parse_args()
+    if options.num_samples < 1:
+        parser.error(f'--num-samples {options.num_samples}: must be at least 1')
+    overrides = (
+        {'match_scene_statistics': False} if options.raw_scene_statistics else {}
+    )
+    datamodule = real_datamodule('oscd', options.root, options.test_root, 16, overrides)
+    datamodule.setup('fit')
+    manifest = write_real_patches(
+        datamodule,
+        options.contents,
+        options.num_samples,
+        options.seed,
+        Path(options.out),
+    )
+    changed = sum(sample['class_fractions'][1] for sample in manifest['samples'])
+    print(
+        f'{len(manifest["samples"])} real patches ({options.contents}) from '
+        f'{", ".join(datamodule.train_cities)} in {options.out}; change share '
+        f'{changed / len(manifest["samples"]):.2%}'
+    )
+
+
+if __name__ == '__main__':
+    main()
