@@ -41,7 +41,8 @@ def benchmark_datamodule(name: str, root: str | None, batch_size: int = 16) -> A
 
 def machine() -> str:
     """The machine, for result files."""
+    threads = torch.get_num_threads()
     return (
         f'{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, '
-        f'{torch.get_num_threads()} threads'
+        f'{threads} thread{"s" if threads > 1 else ""}'
     )

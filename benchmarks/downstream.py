@@ -660,7 +660,7 @@ def plot_differences(rows: list[dict[str, Any]], metric: str, path: Path) -> Non
     axis.set_xticks(range(len(fractions)), [str(f) for f in fractions])
     axis.set_xlabel('fraction of the real training data')
     axis.set_ylabel(f'{metric} minus real only (95 % interval)')
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1))
     figure.savefig(path, dpi=80, bbox_inches='tight')
     plt.close(figure)
 
