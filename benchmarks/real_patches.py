@@ -12,6 +12,11 @@ of patches placed on change included), i.e. more copies of the real distribution
 Then ``benchmarks/downstream.py --extra-synthetic real-unchanged=DIR`` trains on
 them exactly as on generated pairs, with the same steps and seeds.
 
+With ``--outside-pool FRACTION --pool-seed S`` the patches come from the training
+cities that the labelled pool of ``downstream.py --fractions FRACTION --pool-seed S``
+leaves out: an oracle, perfectly labelled extra data of other cities, whose gain
+bounds what a generator trained on that pool could add.
+
 The images are those the detectors see: with the same scene statistics
 (matched, unless ``--raw-scene-statistics``) and patch size as
 ``downstream.py``'s defaults. The manifest's ``checkpoint_sha256`` is the sha256 of
@@ -31,6 +36,7 @@ from typing import Any, Literal
 
 import torch
 from judge import real_datamodule
+from label_pool import pool_order
 from tqdm import tqdm
 
 from torchgeo_specdm import __version__
@@ -96,8 +102,45 @@ def draw_windows(
     )
 
 
+def outside_pool(
+    train: ScenePatches, cities: list[str], fraction: float, pool_seed: int
+) -> tuple[ScenePatches, list[str]]:
+    """The training scenes that a labelled pool leaves out.
+
+    Args:
+        train: the training patches of every training city.
+        cities: their city names, in scene order.
+        fraction: share of the training cities in the pool.
+        pool_seed: seed of the pool's draw (``downstream.py --pool-seed``).
+
+    Returns:
+        the patches of the other cities, and their names.
+
+    Raises:
+        SystemExit: if the pool holds every training city.
+    """
+    _, rest = pool_order(len(train.scenes), fraction, pool_seed)
+    if not rest:
+        raise SystemExit(
+            f'--outside-pool {fraction}: the pool holds all {len(cities)} training '
+            'cities, so none is left to draw from; pass a smaller fraction'
+        )
+    patches = ScenePatches(
+        [train.scenes[i] for i in rest],
+        train.patch_size,
+        train.num_patches,
+        positive_share=train.positive_share,
+    )
+    return patches, [cities[i] for i in rest]
+
+
 def write_real_patches(
-    datamodule: Any, contents: Contents, num_samples: int, seed: int, out: Path
+    datamodule: Any,
+    contents: Contents,
+    num_samples: int,
+    seed: int,
+    out: Path,
+    pool: tuple[float, int] | None = None,
 ) -> dict[str, Any]:
     """Write random real training patches with their true masks.
 
@@ -109,19 +152,26 @@ def write_real_patches(
         num_samples: patches to write.
         seed: seed of the draw.
         out: the generated-dataset folder to write.
+        pool: (fraction, seed) of a labelled pool whose cities are left out;
+            None draws from every training city.
 
     Returns:
         the folder's manifest.
     """
     train = datamodule.train_dataset
+    cities = list(datamodule.train_cities)
+    if pool is not None:
+        train, cities = outside_pool(train, cities, *pool)
     windows = draw_windows(
         train, contents, num_samples, seed, datamodule.change_patch_share
     )
-    cities = list(datamodule.train_cities)
     draw = {
         'source': 'real training patches of benchmarks/real_patches.py',
         'contents': contents,
         'train_cities': cities,
+        'outside_pool': None
+        if pool is None
+        else {'fraction': pool[0], 'seed': pool[1]},
         'patch_size': train.patch_size,
         'match_scene_statistics': datamodule.match_scene_statistics,
         'windows': [[cities[scene], top, left] for scene, top, left in windows],
@@ -171,6 +221,16 @@ def main() -> None:
     parser.add_argument('--num-samples', type=int, default=256)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
+        '--outside-pool',
+        type=float,
+        metavar='FRACTION',
+        help='draw only from the training cities that the labelled pool of this '
+        'fraction (downstream.py --fractions) leaves out',
+    )
+    parser.add_argument(
+        '--pool-seed', type=int, default=0, help='seed of that pool (default 0)'
+    )
+    parser.add_argument(
         '--raw-scene-statistics',
         action='store_true',
         help='keep the raw values of each city and date (as downstream.py)',
@@ -179,6 +239,8 @@ def main() -> None:
     options = parser.parse_args()
     if options.num_samples < 1:
         parser.error(f'--num-samples {options.num_samples}: must be at least 1')
+    if options.outside_pool is not None and not 0 < options.outside_pool < 1:
+        parser.error(f'--outside-pool {options.outside_pool}: must lie in (0, 1)')
     overrides = (
         {'match_scene_statistics': False} if options.raw_scene_statistics else {}
     )
@@ -190,11 +252,15 @@ def main() -> None:
         options.num_samples,
         options.seed,
         Path(options.out),
+        None
+        if options.outside_pool is None
+        else (options.outside_pool, options.pool_seed),
     )
     changed = sum(sample['class_fractions'][1] for sample in manifest['samples'])
     print(
         f'{len(manifest["samples"])} real patches ({options.contents}) from '
-        f'{", ".join(datamodule.train_cities)} in {options.out}; change share '
+        f'{", ".join(manifest["generator"]["train_cities"])} in {options.out}; '
+        'change share '
         f'{changed / len(manifest["samples"]):.2%}'
     )
 

@@ -92,3 +92,24 @@ def test_real_patches_refuse_when_every_window_holds_change(
         real_patches.draw_windows(train, 'unchanged', 3, seed=0, positive_share=0.25)
     windows = real_patches.draw_windows(train, 'any', 3, seed=0, positive_share=0.25)
     assert len(windows) == 3
+
+
+def test_outside_pool_keeps_the_cities_the_downstream_pool_leaves_out(
+    load_benchmark: Callable[[str], ModuleType],
+) -> None:
+    scenes = [
+        {'image': torch.full((2, 3, 8, 8), float(i)), 'mask': torch.zeros(1, 8, 8)}
+        for i in range(6)
+    ]
+    cities = [f'city{i}' for i in range(6)]
+    train = ScenePatches(scenes, patch_size=4, num_patches=8, positive_share=0.25)
+    pooled = load_benchmark('label_pool').limit(train, 0.25, 3)
+    real_patches = load_benchmark('real_patches')
+    others, names = real_patches.outside_pool(train, cities, 0.25, 3)
+    drawn = [int(scene['image'][0, 0, 0, 0]) for scene in others.scenes]
+    assert sorted(drawn) == [i for i in range(6) if i not in pooled.scene_indices]
+    assert len(drawn) == 4
+    assert names == [cities[i] for i in drawn]
+    assert others.positive_share == 0.25
+    with pytest.raises(SystemExit, match='none is left'):
+        real_patches.outside_pool(train, cities, 0.99, 3)
