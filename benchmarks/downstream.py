@@ -256,6 +256,34 @@ def run_settings(
     }
 
 
+def run_record_path(
+    work_dir: Path,
+    regime: str,
+    fraction: float,
+    seed: int,
+    ratio: float | None,
+    pool_seed: int | None,
+) -> Path:
+    """Where one run's result is kept, so that a rerun can reuse it.
+
+    Runs of two labelled pools (``--pool-seed``) get two files: one work folder
+    holds both without one overwriting the other.
+
+    Args:
+        work_dir: the ``--work-dir`` folder.
+        regime: the run's regime.
+        fraction: its share of the real training data.
+        seed: its training seed.
+        ratio: its synthetic:real ratio (None: all generated pairs).
+        pool_seed: the seed of its labelled pool (None: a new draw per seed).
+
+    Returns:
+        the run's JSON file.
+    """
+    pool = '' if pool_seed is None else f'-pool{pool_seed}'
+    return work_dir / f'{regime}-{fraction}-{seed}-{ratio}{pool}.json'
+
+
 def finished_run(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
     """A run an earlier invocation finished with the same settings, if any."""
     if not path.is_file():
@@ -898,9 +926,15 @@ def main() -> None:
             f'[{number}/{len(plan)}] {label} ({(time.perf_counter() - start) / 60:.1f} min so far)',
             flush=True,
         )
-        saved = Path(options.work_dir) / f'{regime}-{fraction}-{seed}-{ratio}.json'
+        saved = run_record_path(
+            Path(options.work_dir), regime, fraction, seed, ratio, options.pool_seed
+        )
         settings = run_settings(options, regime, roots, judge_record['sha256'])
-        entry = finished_run(saved, settings)
+        # A result kept under an earlier name (no pool suffix) counts if its settings match.
+        legacy = run_record_path(
+            Path(options.work_dir), regime, fraction, seed, ratio, None
+        )
+        entry = finished_run(saved, settings) or finished_run(legacy, settings)
         if entry is None:
             began = time.perf_counter()
             result, taken, data = run(options, regime, fraction, seed, ratio, roots)

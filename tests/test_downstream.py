@@ -327,3 +327,17 @@ def test_report_counts_runs_reused_from_an_earlier_invocation(
         'invocation'
     )
     assert 'earlier' not in downstream.run_time_text(3, 3.0, 0, 3.0)
+
+
+def test_runs_of_two_labelled_pools_are_kept_apart(
+    load_benchmark: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    downstream = load_benchmark('downstream')
+    paths = {
+        downstream.run_record_path(tmp_path, 'real', 0.1, 0, None, pool)
+        for pool in (None, 0, 1)
+    }
+    assert len(paths) == 3
+    assert downstream.run_record_path(tmp_path, 'real', 1.0, 2, None, None) == (
+        tmp_path / 'real-1.0-2-None.json'
+    )
