@@ -150,13 +150,27 @@ def limit(dataset: Any, fraction: float, seed: int) -> Any:
     """
     if isinstance(dataset, ScenePatches):
         kept, _ = pool_order(len(dataset.scenes), fraction, seed)
-        patches = ScenePatches(
-            [dataset.scenes[i] for i in kept],
-            dataset.patch_size,
-            dataset.num_patches,
-            positive_share=dataset.positive_share,
-        )
-        patches.scene_indices = kept  # type: ignore[attr-defined]
-        return patches
+        return scene_subset(dataset, kept)
     kept, _ = pool_order(len(dataset), fraction, seed)
     return Subset(dataset, kept)
+
+
+def scene_subset(dataset: ScenePatches, indices: list[int]) -> ScenePatches:
+    """The random patches of some scenes of a scene dataset, drawn as it draws them.
+
+    Args:
+        dataset: the scene dataset.
+        indices: the scenes to keep, in order.
+
+    Returns:
+        patches of those scenes only, with the same patch size, patches per epoch
+        and share of patches on positives; ``scene_indices`` records ``indices``.
+    """
+    patches = ScenePatches(
+        [dataset.scenes[i] for i in indices],
+        dataset.patch_size,
+        dataset.num_patches,
+        positive_share=dataset.positive_share,
+    )
+    patches.scene_indices = indices  # type: ignore[attr-defined]
+    return patches

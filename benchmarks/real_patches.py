@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import torch
 from judge import real_datamodule
-from label_pool import pool_order
+from label_pool import pool_order, scene_subset
 from tqdm import tqdm
 
 from torchgeo_specdm import __version__
@@ -50,21 +50,17 @@ Contents = Literal['unchanged', 'any']
 
 
 def draw_windows(
-    train: ScenePatches,
-    contents: Contents,
-    num_samples: int,
-    seed: int,
-    positive_share: float,
+    train: ScenePatches, contents: Contents, num_samples: int, seed: int
 ) -> list[tuple[int, int, int]]:
     """Random windows of the training scenes, in draw order.
 
     Args:
-        train: the training patches (their scenes and patch size are used).
+        train: the training patches: their scenes, patch size and (for 'any') share
+            of patches placed around a changed pixel are used.
         contents: 'unchanged' keeps only windows without a changed pixel; 'any'
             keeps every window.
         num_samples: how many windows to return.
         seed: seed of the draw.
-        positive_share: share of windows placed around a changed pixel ('any').
 
     Returns:
         ``num_samples`` windows (scene index, top, left).
@@ -73,32 +69,26 @@ def draw_windows(
         SystemExit: if ``contents='unchanged'`` finds too few windows without
             change.
     """
-    share = positive_share if contents == 'any' else 0.0
-    draws = num_samples * (MAX_DRAWS_PER_PATCH if contents == 'unchanged' else 1)
+    unchanged = contents == 'unchanged'
+    draws = num_samples * (MAX_DRAWS_PER_PATCH if unchanged else 1)
     candidates = ScenePatches(
         train.scenes,
         train.patch_size,
         num_patches=draws,
         seed=seed,
-        positive_share=share,
+        positive_share=0.0 if unchanged else train.positive_share,
     )
     windows: list[tuple[int, int, int]] = []
-    size = train.patch_size
     for index in range(draws):
-        scene, top, left = candidates.window(index)
-        if contents == 'unchanged':
-            mask = train.scenes[scene]['mask'][
-                ..., top : top + size, left : left + size
-            ]
-            if bool((mask > 0).any()):
-                continue
-        windows.append((scene, top, left))
+        if unchanged and bool((candidates[index]['mask'] > 0).any()):
+            continue
+        windows.append(candidates.window(index))
         if len(windows) == num_samples:
             return windows
     raise SystemExit(
         f'--num-samples {num_samples}: only {len(windows)} of {draws} random windows '
-        f'of {size} px hold no changed pixel; pass a smaller --num-samples or a '
-        'smaller patch size'
+        f'of {train.patch_size} px hold no changed pixel; pass a smaller '
+        '--num-samples or a smaller patch size'
     )
 
 
@@ -125,13 +115,7 @@ def outside_pool(
             f'--outside-pool {fraction}: the pool holds all {len(cities)} training '
             'cities, so none is left to draw from; pass a smaller fraction'
         )
-    patches = ScenePatches(
-        [train.scenes[i] for i in rest],
-        train.patch_size,
-        train.num_patches,
-        positive_share=train.positive_share,
-    )
-    return patches, [cities[i] for i in rest]
+    return scene_subset(train, rest), [cities[i] for i in rest]
 
 
 def write_real_patches(
@@ -162,9 +146,7 @@ def write_real_patches(
     cities = list(datamodule.train_cities)
     if pool is not None:
         train, cities = outside_pool(train, cities, *pool)
-    windows = draw_windows(
-        train, contents, num_samples, seed, datamodule.change_patch_share
-    )
+    windows = draw_windows(train, contents, num_samples, seed)
     draw = {
         'source': 'real training patches of benchmarks/real_patches.py',
         'contents': contents,
@@ -195,15 +177,14 @@ def write_real_patches(
         | draw,
     )
     done = writer.completed()
-    size = train.patch_size
+    patches = ScenePatches(train.scenes, train.patch_size, windows=windows)
     for number in tqdm(range(num_samples), desc='real patches'):
         if number in done:
             continue
-        scene, top, left = windows[number]
-        crop = train.scenes[scene]
-        image = crop['image'][..., top : top + size, left : left + size]
-        mask = crop['mask'][..., top : top + size, left : left + size]
-        writer.write(number, image.float(), mask.to(torch.uint8), seed=number)
+        patch = patches[number]
+        writer.write(
+            number, patch['image'].float(), patch['mask'].to(torch.uint8), seed=number
+        )
     return writer.finalize(num_samples)
 
 

@@ -86,11 +86,11 @@ def test_real_patches_refuse_when_every_window_holds_change(
     load_benchmark: Callable[[str], ModuleType],
 ) -> None:
     scene = {'image': torch.zeros(2, 3, 8, 8), 'mask': torch.ones(1, 8, 8)}
-    train = ScenePatches([scene], patch_size=4, num_patches=4)
+    train = ScenePatches([scene], patch_size=4, num_patches=4, positive_share=0.25)
     real_patches = load_benchmark('real_patches')
     with pytest.raises(SystemExit, match='hold no changed pixel'):
-        real_patches.draw_windows(train, 'unchanged', 3, seed=0, positive_share=0.25)
-    windows = real_patches.draw_windows(train, 'any', 3, seed=0, positive_share=0.25)
+        real_patches.draw_windows(train, 'unchanged', 3, seed=0)
+    windows = real_patches.draw_windows(train, 'any', 3, seed=0)
     assert len(windows) == 3
 
 
