@@ -33,7 +33,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check torchgeo_specdm tests benchmarks
 	$(VENV)/bin/ruff check --no-fix torchgeo_specdm tests benchmarks
-	$(VENV)/bin/mypy torchgeo_specdm
+	$(VENV)/bin/mypy torchgeo_specdm benchmarks
 
 demo: $(STAMP)
 	$(VENV)/bin/specdm demo --out demo_output

@@ -361,7 +361,7 @@ def run_variant(
         checkpoint,
         out / 'generated',
         count,
-        sampler=sampler,  # type: ignore[arg-type]
+        sampler=sampler,
         steps=steps,
         seed=options.seed,
         **sample,

@@ -552,7 +552,7 @@ def main() -> None:
     options.condition = options.condition or (
         'change_fraction' if change else 'class_fraction'
     )
-    request = dict(DEFAULT_REQUEST[options.dataset])
+    request: dict[str, Any] = dict(DEFAULT_REQUEST[options.dataset])
     if options.classes or options.change_fraction:
         request = {
             'classes': options.classes,
@@ -594,7 +594,7 @@ def main() -> None:
         **request,
     )
     assert plan is not None
-    settings = {
+    settings: dict[str, Any] = {
         'num_samples': options.num_samples,
         'sampler': options.sampler,
         'steps': options.steps,
@@ -616,7 +616,7 @@ def main() -> None:
         name = regime_name({'guidance_scale': scale, 'alignment_guidance': align})
         out = work / f'{name}_{options.seed}'
         start = time.perf_counter()
-        steering = (
+        steering: dict[str, Any] = (
             {'guide': Path(options.guide) / 'judge.ckpt', 'alignment_guidance': align}
             if align
             else {}

@@ -218,7 +218,7 @@ def run(
         kept = getattr(limited.train_dataset, 'scene_indices', range(len(cities)))
         cities = [cities[i] for i in kept]
     data = {
-        'real_samples': 0 if regime == 'synthetic-only' else len(limited.train_dataset),
+        'real_samples': 0 if regime == 'synthetic-only' else limited.train_samples,
         'train_cities': None if regime == 'synthetic-only' else cities,
         'pool_seed': draw,
     }
@@ -966,7 +966,7 @@ def main() -> None:
     keys = ['f1', 'precision', 'recall', 'iou'] if change else ['miou', 'oa']
     rows = summarise(runs)
     compared = comparisons(runs, keys)
-    against = [
+    against: list[dict[str, Any]] = [
         {
             'regime': regime,
             'reference': reference,

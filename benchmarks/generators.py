@@ -126,7 +126,7 @@ def main() -> None:
             options.num_samples,
             seed=options.seed,
             data_kwargs=data_kwargs,
-            architecture=architecture,  # type: ignore[arg-type]
+            architecture=architecture,
         )
 
 

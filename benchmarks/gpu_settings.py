@@ -3,13 +3,16 @@
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 
 from torchgeo_specdm.generation.pipeline import DEFAULT_STEPS
 
 CONFIGS = Path(__file__).parent / 'configs'
+
+#: trainer precisions of the full-size configs
+Precision = Literal['32-true', 'bf16-mixed', '16-mixed']
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Settings:
     #: torch.compiler stance of the compiled runs: 'force_eager' runs the compile
     #: path of the tasks without compiling (the smoke run: dynamo alone takes
     #: more than 30 s on a 2-core CPU, inductor minutes)
-    compile_stance: str = 'default'
+    compile_stance: Literal['default', 'force_eager'] = 'default'
 
 
 FULL = Settings(
@@ -142,12 +145,25 @@ SMOKE = replace(
 VARIANTS = ((True, False), (True, True), (False, True))
 
 
-def task_arguments(stage: str, settings: Settings, dataset: str) -> tuple[dict, str]:
-    """The task's arguments from its full-size config, and the trainer's precision."""
-    config = yaml.safe_load((CONFIGS / f'{stage}_gpu.yaml').read_text())
+def task_arguments(
+    stage: str, settings: Settings, dataset: str
+) -> tuple[dict[str, Any], Precision]:
+    """The task's arguments from its full-size config, and the trainer's precision.
+
+    Raises:
+        ValueError: if the config names a precision this benchmark does not run.
+    """
+    path = CONFIGS / f'{stage}_gpu.yaml'
+    config = yaml.safe_load(path.read_text())
     arguments = dict(config['model']['init_args'])
     arguments.pop('vae_checkpoint', None)
     arguments |= getattr(settings, stage) | settings.data[dataset].get(stage, {})
     if stage == 'diffusion':
         arguments['sample_every_n_epochs'] = 10**6  # no validation sampling
-    return arguments, config['trainer'].get('precision', '32-true')
+    precision = config['trainer'].get('precision', '32-true')
+    if precision not in get_args(Precision):
+        raise ValueError(
+            f'{path}: trainer.precision {precision!r} is not one of '
+            f'{", ".join(get_args(Precision))}'
+        )
+    return arguments, precision

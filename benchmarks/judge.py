@@ -18,7 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from label_pool import LimitedDataModule, share_and_overrides
@@ -125,7 +125,7 @@ def heldout_datamodule(
     test_root: str | None,
     batch_size: int,
     overrides: dict[str, Any] | None = None,
-) -> tuple[Any, str]:
+) -> tuple[Any, Literal['val', 'test']]:
     """The real test data, and the name of its split.
 
     Raises:
@@ -234,7 +234,7 @@ def train_judge(
         'backbone': backbone,
         'role': role,
         'training_pool': {'fraction': fraction, 'seed': pool_seed},
-        'train_samples': len(datamodule.train_dataset),
+        'train_samples': datamodule.train_samples,
         'train_cities': kept_cities(datamodule),
         'val_cities': getattr(datamodule.real, 'val_cities', None),
         'seconds': time.perf_counter() - began,
@@ -264,11 +264,11 @@ def score_judge(
     test_module, split = heldout_datamodule(dataset, root, test_root, batch_size)
     if dataset in ('oscd', 'simulated-change'):
         task.change_threshold = 0.5
-        record['real_score_at_0.5'] = score_downstream(task, test_module, split)  # type: ignore[arg-type]
+        record['real_score_at_0.5'] = score_downstream(task, test_module, split)
         record['change_threshold'] = calibrate_change_threshold(
             task, real_datamodule(dataset, root, test_root, batch_size)
         )
-    record['real_score'] = score_downstream(task, test_module, split)  # type: ignore[arg-type]
+    record['real_score'] = score_downstream(task, test_module, split)
     record['split'] = split
     (out / 'judge.json').write_text(json.dumps(record, indent=2) + '\n')
     return record

@@ -7,7 +7,8 @@ that real only never saw. A leak-free comparison draws the pool once, with one s
 pool, and varies only the training seed.
 """
 
-from typing import Any
+from collections.abc import Sized
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Subset
@@ -94,6 +95,17 @@ class LimitedDataModule(NonGeoDataModule):
             self.train_dataset = limit(
                 self.real.train_dataset, self.fraction, self.seed
             )
+
+    @property
+    def train_samples(self) -> int:
+        """Number of samples (or scenes) in the thinned training split.
+
+        Raises:
+            RuntimeError: before ``setup('fit')``.
+        """
+        if self.train_dataset is None:
+            raise RuntimeError('LimitedDataModule: call setup("fit") first')
+        return len(cast(Sized, self.train_dataset))
 
 
 def pool_order(size: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

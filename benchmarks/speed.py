@@ -30,6 +30,7 @@ Example:
 """
 
 import argparse
+import functools
 import inspect
 import json
 import sys
@@ -209,8 +210,8 @@ def main() -> None:
     for dataset, path, root, downstream in jobs:
         parity = section(
             f'parity {dataset}',
-            lambda job=(path, dataset, root, downstream): sampler_parity(
-                *job, settings
+            functools.partial(
+                sampler_parity, path, dataset, root, downstream, settings
             ),
         )
         parity['recommended'] = recommend(parity)

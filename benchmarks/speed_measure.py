@@ -14,7 +14,10 @@ from typing import Any
 import torchgeo_specdm
 
 #: The U-Net of benchmarks/configs/diffusion.yaml, the size the results are about.
-DEFAULT_UNET = {'block_out_channels': (64, 128, 128), 'layers_per_block': 1}
+DEFAULT_UNET: dict[str, Any] = {
+    'block_out_channels': (64, 128, 128),
+    'layers_per_block': 1,
+}
 
 
 @dataclass(frozen=True)

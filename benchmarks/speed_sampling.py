@@ -15,7 +15,12 @@ from torch import Tensor
 
 from torchgeo_specdm.datamodules.registry import build_datamodule
 from torchgeo_specdm.evaluation.judges import load_downstream, predict_labels
-from torchgeo_specdm.generation.pipeline import SAMPLERS, make_scheduler, sample_seed
+from torchgeo_specdm.generation.pipeline import (
+    SAMPLERS,
+    SpecDMPipelineOutput,
+    make_scheduler,
+    sample_seed,
+)
 from torchgeo_specdm.metrics import (
     alignment_scores,
     class_histogram_tv,
@@ -307,7 +312,8 @@ def pipeline_overhead(model: LatentDiffusion, settings: Settings) -> dict[str, A
     """
     ours = model.pipeline('ddim')
     ours.set_progress_bar_config(disable=True)
-    peer = DDIMPipeline(
+    # diffusers' type stubs name its dummy class, not the pipeline
+    peer: Any = DDIMPipeline(
         unet=model.unet,
         scheduler=make_scheduler('ddim', dict(model.noise_scheduler.config)),
     )
@@ -322,6 +328,7 @@ def pipeline_overhead(model: LatentDiffusion, settings: Settings) -> dict[str, A
             num_inference_steps=count,
             output_type='latent',
         )
+        assert isinstance(output, SpecDMPipelineOutput)
         return (output.latents / 2 + 0.5).clamp(0, 1)
 
     def run_peer(count: int = steps) -> Tensor:
@@ -341,7 +348,8 @@ def pipeline_overhead(model: LatentDiffusion, settings: Settings) -> dict[str, A
     with torch.no_grad():
         run_ours(2)
         run_peer(2)
-        ours_times, peer_times = [], []
+        ours_times: list[float] = []
+        peer_times: list[float] = []
         for repeat in range(settings.overhead_repeats):
             pair = [(run_ours, ours_times), (run_peer, peer_times)]
             for function, store in pair[:: 1 if repeat % 2 == 0 else -1]:

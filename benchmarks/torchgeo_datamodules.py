@@ -104,8 +104,8 @@ def fake_landsat_clouds(root: Path, sensor: str) -> None:
 
 def fake_agrifieldnet(root: Path) -> None:
     """Separate 10 m band files per tile plus a label raster of crop codes."""
-    bands = ('B01', 'B02', 'B03', 'B04', 'B05', 'B06', 'B07', 'B08', 'B8A', 'B09')
-    bands += ('B11', 'B12')
+    bands: tuple[str, ...] = ('B01', 'B02', 'B03', 'B04', 'B05', 'B06', 'B07', 'B08')
+    bands += ('B8A', 'B09', 'B11', 'B12')
     size = 64
     for tile in range(10):
         tile_id = f'{tile:05x}'
@@ -124,8 +124,8 @@ def fake_agrifieldnet(root: Path) -> None:
 def fake_south_africa(root: Path) -> None:
     """Field folders of Sentinel-1/2 band files per July date, label per field."""
     s1 = ('VH', 'VV')
-    s2 = ('B01', 'B02', 'B03', 'B04', 'B05', 'B06', 'B07', 'B08', 'B8A', 'B09')
-    s2 += ('B11', 'B12')
+    s2: tuple[str, ...] = ('B01', 'B02', 'B03', 'B04', 'B05', 'B06', 'B07', 'B08')
+    s2 += ('B8A', 'B09', 'B11', 'B12')
     size = 32
     for field in range(10):
         field_id = f'{field + 1}'
