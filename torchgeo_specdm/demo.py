@@ -262,6 +262,8 @@ def run_demo(
         'dataset': dataset,
         'architecture': architecture,
         'budget_minutes': budget_minutes,
+        # what the generators learned from: held-out cities, labelled pool
+        'data_overrides': dict(data_kwargs or {}),
     }
 
     clock.begin(0, minutes['vae'])
