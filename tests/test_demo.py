@@ -39,7 +39,7 @@ def test_demo_writes_report(dataset: str, tmp_path: Path) -> None:
             assert min(image.size) > 100
     stored = json.loads((tmp_path / 'summary.json').read_text())
     assert stored['downstream'].keys() == {'real', 'real + synthetic'}
-    assert stored['data_overrides'] == {}
+    assert stored['data_overrides'] == TINY_DATA
     metric = 'f1' if dataset == 'simulated-change' else 'miou'
     for scores in summary['downstream'].values():
         assert 0 <= scores[metric] <= 1
